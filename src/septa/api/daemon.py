@@ -1,0 +1,75 @@
+"""``septad``: load the registry and serve the admin, internal and misc sockets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from septa import paths as septa_paths
+from septa.api import (  # noqa: F401 - importing registers the methods
+    methods_events,
+    methods_features,
+    methods_firewall,
+    methods_labels,
+    methods_later,
+    methods_properties,
+    methods_vm,
+)
+from septa.api.dispatch import TABLE, MethodTable
+from septa.api.methods_internal import INTERNAL
+from septa.api.server import ApiServer, socket_in_use
+from septa.core import store
+from septa.core.errors import QubesException
+
+log = logging.getLogger("septad")
+MISC = MethodTable()
+
+
+async def serve(stop: asyncio.Event | None = None) -> None:
+    paths = septa_paths.current()
+    if socket_in_use(paths.admin_socket):
+        raise QubesException(f"septad is already running (socket {paths.admin_socket})")
+    app = store.load(paths)
+    app.load_extensions()
+    servers = [
+        (ApiServer(app, TABLE, store.save), paths.admin_socket),
+        (ApiServer(app, INTERNAL, store.save), paths.internal_socket),
+        (ApiServer(app, MISC, store.save), paths.misc_socket),
+    ]
+    for server, path in servers:
+        await server.start(path)
+    log.info("septad serving on %s (%d qubes)", paths.admin_socket, len(app.domains))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for server, path in servers:
+            await server.close()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="septad", description="Septa Admin API daemon. "
+                                     "Set SEPTA_ROOT=DIR to keep all state under DIR.")
+    parser.add_argument("--debug", action="store_true", help="log every refused call")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve())
+    except QubesException as exc:
+        print(f"septad: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Properties of a qube or of the whole system, read and written over the Admin API.
+
+Values travel as ``default=True|False type=<type> <value>``; :class:`PropertyValue`
+keeps the three parts. ``GetAll`` returns one such line per property, prefixed by the
+property name, with backslash and newline escaped. :class:`Properties` wraps the
+``<prefix>{List,Get,GetAll,GetDefault,Help,Set,Reset}`` calls of one owner (a qube,
+with prefix ``admin.vm.property.``, or the system, with ``admin.property.``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import (
+    QubesDaemonCommunicationError,
+    QubesNoSuchPropertyError,
+    QubesPropertyUnsetError,
+)
+
+#: The value types the wire protocol knows.
+PROPERTY_TYPES = frozenset({"str", "int", "bool", "vm", "label"})
+#: Types whose empty value means "no value at all".
+_SCALAR_TYPES = frozenset({"int", "bool"})
+#: Types whose empty value means None (no qube / no label).
+_REFERENCE_TYPES = frozenset({"vm", "label"})
+
+
+class Caller(Protocol):
+    """Something that can make an Admin API call addressed to itself."""
+
+    def call_self(
+        self, method: str, arg: str | None = None, payload: bytes | None = None
+    ) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyValue:
+    """One property value as the daemon reported it."""
+
+    is_default: bool
+    type: str
+    text: str
+
+    @property
+    def has_value(self) -> bool:
+        """False for an int or bool property that currently has no value."""
+        return not (self.text == "" and self.type in _SCALAR_TYPES)
+
+    @property
+    def is_none(self) -> bool:
+        """True for a qube or label reference that is empty (None)."""
+        return self.text == "" and self.type in _REFERENCE_TYPES
+
+    def as_int(self) -> int:
+        """The value of an int property."""
+        if not self.has_value:
+            raise QubesPropertyUnsetError("property has no value")
+        return int(self.text)
+
+    def as_bool(self) -> bool:
+        """The truth value: a bool property's value, or whether a str/ref is non-empty."""
+        if not self.has_value:
+            raise QubesPropertyUnsetError("property has no value")
+        if self.type == "bool":
+            return self.text == "True"
+        if self.type == "int":
+            return int(self.text) != 0
+        return self.text != ""
+
+    def display(self) -> str:
+        """The value as Qubes' tools print it (``None`` for an empty reference)."""
+        return "None" if self.is_none else self.text
+
+
+def _parse_typed(type_field: bytes, value: bytes, is_default: bool) -> PropertyValue:
+    type_text = type_field.decode("ascii", "replace")
+    if not type_text.startswith("type="):
+        raise QubesDaemonCommunicationError("Invalid type prefix received: %s", type_text)
+    prop_type = type_text[len("type=") :]
+    if prop_type not in PROPERTY_TYPES:
+        raise QubesDaemonCommunicationError("Received invalid value type: %s", prop_type)
+    return PropertyValue(is_default=is_default, type=prop_type, text=value.decode("utf-8", "replace"))
+
+
+def parse_property(data: bytes) -> PropertyValue:
+    """Parse ``default=X type=T value`` (the answer of ``...property.Get``)."""
+    parts = data.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"default="):
+        raise QubesDaemonCommunicationError("Invalid property value received from septad")
+    value = parts[2] if len(parts) == 3 else b""
+    return _parse_typed(parts[1], value, parts[0] == b"default=True")
+
+
+def parse_default(data: bytes) -> PropertyValue | None:
+    """Parse ``type=T value`` (the answer of ``...property.GetDefault``); None if no default."""
+    if not data:
+        return None
+    type_field, _, value = data.partition(b" ")
+    return _parse_typed(type_field, value, True)
+
+
+_ESCAPE = re.compile(rb"\\(.)")
+
+
+def _unescape_char(match: re.Match[bytes]) -> bytes:
+    return b"\n" if match.group(1) == b"n" else match.group(1)
+
+
+def unescape(line: bytes) -> bytes:
+    """Undo the ``\\\\`` / ``\\n`` escaping of a ``GetAll`` line."""
+    if b"\\" not in line:
+        return line
+    return _ESCAPE.sub(_unescape_char, line)
+
+
+def parse_get_all(data: bytes) -> dict[str, PropertyValue]:
+    """Parse the answer of ``...property.GetAll`` into name -> value."""
+    result: dict[str, PropertyValue] = {}
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        name, sep, rest = unescape(line).partition(b" ")
+        if not sep:
+            raise QubesDaemonCommunicationError("Invalid GetAll line received from septad")
+        result[name.decode()] = parse_property(rest)
+    return result
+
+
+def encode_value(value: object) -> bytes:
+    """The payload that sets a property to ``value`` (None clears a reference)."""
+    if value is None:
+        return b""
+    return str(value).encode()
+
+
+class Properties:
+    """The properties of one owner (a qube or the system)."""
+
+    def __init__(self, owner: Caller, prefix: str) -> None:
+        self._owner = owner
+        self._prefix = prefix
+        self._names: list[str] | None = None
+        self._cache: dict[str, PropertyValue] | None = None
+
+    def _call(self, verb: str, arg: str | None = None, payload: bytes | None = None) -> bytes:
+        return self._owner.call_self(self._prefix + verb, arg, payload)
+
+    def clear_cache(self) -> None:
+        """Forget every value and name read so far."""
+        self._names = None
+        self._cache = None
+
+    @property
+    def is_cached(self) -> bool:
+        """Whether all values were fetched at once (:meth:`fetch_all`)."""
+        return self._cache is not None
+
+    def names(self) -> list[str]:
+        """Names of all properties (``List``), in the daemon's order."""
+        if self._names is None:
+            data = self._call("List")
+            self._names = [n for n in data.decode().split("\n") if n]
+        return list(self._names)
+
+    def fetch_all(self) -> dict[str, PropertyValue]:
+        """Read every property with one ``GetAll`` call and keep the values."""
+        values = parse_get_all(self._call("GetAll"))
+        self._cache = dict(values)
+        if self._names is None:
+            self._names = list(values)
+        return values
+
+    def store(self, values: dict[str, PropertyValue]) -> None:
+        """Keep values obtained elsewhere (e.g. fetched in parallel) as the cache."""
+        self._cache = dict(values)
+        if self._names is None:
+            self._names = list(values)
+
+    def cached(self, name: str) -> PropertyValue | None:
+        """The value kept from :meth:`fetch_all`, or None if there is none."""
+        if self._cache is None:
+            return None
+        return self._cache.get(name)
+
+    def get(self, name: str) -> PropertyValue:
+        """The current value of one property (from the cache if it was fetched)."""
+        if self._cache is not None:
+            if name in self._cache:
+                return self._cache[name]
+            raise QubesNoSuchPropertyError("Invalid property '%s'", name)
+        return parse_property(self._call("Get", name))
+
+    def is_default(self, name: str) -> bool:
+        """Whether the property currently has its default value."""
+        return self.get(name).is_default
+
+    def get_default(self, name: str) -> PropertyValue | None:
+        """The value the property would have if reset, or None if it has no default."""
+        return parse_default(self._call("GetDefault", name))
+
+    def help(self, name: str) -> str:
+        """The daemon's description of a property."""
+        return self._call("Help", name).decode()
+
+    def set(self, name: str, value: object) -> None:
+        """Set a property; ``value`` is sent as its string form (None clears a reference)."""
+        self._call("Set", name, encode_value(value))
+        self._cache = None
+
+    def reset(self, name: str) -> None:
+        """Reset a property to its default."""
+        self._call("Reset", name)
+        self._cache = None
