@@ -81,7 +81,8 @@ def _parse_typed(type_field: bytes, value: bytes, is_default: bool) -> PropertyV
     prop_type = type_text[len("type=") :]
     if prop_type not in PROPERTY_TYPES:
         raise QubesDaemonCommunicationError("Received invalid value type: %s", prop_type)
-    return PropertyValue(is_default=is_default, type=prop_type, text=value.decode("utf-8", "replace"))
+    text = value.decode("utf-8", "replace")
+    return PropertyValue(is_default=is_default, type=prop_type, text=text)
 
 
 def parse_property(data: bytes) -> PropertyValue:

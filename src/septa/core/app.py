@@ -175,7 +175,8 @@ class Qubes(PropertyHolder):
 
     @property
     def _global_listeners(self) -> list[Listener]:
-        return self.__dict__.setdefault("_global", [])
+        listeners: list[Listener] = self.__dict__.setdefault("_global", [])
+        return listeners
 
     def add_global_listener(self, listener: Listener) -> None:
         self._global_listeners.append(listener)

@@ -121,7 +121,8 @@ def load_rules(path: Path) -> list[Rule]:
     tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
     rules = []
     for node in tree.getroot().iterfind("rules/rule"):
-        items = " ".join(f"{p.get('name')}={p.text or ''}" for p in node.iterfind("properties/property")
+        items = " ".join(f"{p.get('name')}={p.text or ''}"
+                         for p in node.iterfind("properties/property")
                          if p.get("name") != "comment")
         comment = node.find("properties/property[@name='comment']")
         if comment is not None:

@@ -19,11 +19,11 @@ from typing import Any
 
 from lxml import etree
 
-from septa.core.app import Qubes
+from septa.core.app import DOM0_UUID, Qubes
 from septa.core.errors import QubesException
 from septa.core.labels import Label
 from septa.core.properties import PropertyHolder, serialize
-from septa.core.vm import VM_CLASSES, BaseVM
+from septa.core.vm import VM_CLASSES, AdminVM, BaseVM
 from septa.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,16 @@ def _from_xml(app: Qubes, root: Any) -> None:
             log.warning("keeping a domain of unknown class %s as it is", node.get("class"))
             app.unknown_xml.append(node)
             continue
-        props = {p.get("name"): p.get("ref") or p.text or "" for p in node.findall("properties/property")}
-        vm = cls(app, props.get("name", ""), int(props.get("qid", node.get("id", "domain-0")
-                                                        .removeprefix("domain-"))),
-                 props.get("uuid", ""))
+        props = {p.get("name"): p.get("ref") or p.text or ""
+                 for p in node.findall("properties/property")}
+        if cls is AdminVM:
+            props.update(name="dom0", qid="0", uuid=props.get("uuid") or DOM0_UUID)
+        try:
+            vm = cls(app, props.get("name", ""), int(props.get("qid", "-1")),
+                     props.get("uuid", ""))
+        except (QubesException, ValueError) as exc:
+            raise RegistryFormatError(
+                f"Invalid domain {node.get('id')} in {app.paths.registry}: {exc}") from exc
         if "label" in props:
             vm.load_value("label", app.labels[props["label"]])
         app.add_vm(vm)

@@ -75,8 +75,8 @@ def _ip(vm: Any, prop: Property, value: str | None) -> str | None:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        raise QubesPropertyValueError(vm, prop.name, value, f"Invalid IPv{version} address") from None
-    if address.version != version:
+        address = None
+    if address is None or address.version != version:
         raise QubesPropertyValueError(vm, prop.name, value, f"Invalid IPv{version} address")
     return str(address)
 
