@@ -48,6 +48,8 @@ def load(paths: Paths) -> Qubes:
     """The registry at ``paths``; a new one (dom0, default labels) if there is no file yet."""
     app = Qubes(paths)
     with registry_lock(paths):
+        for stale in paths.registry.parent.glob(f".{paths.registry.name}.*.tmp"):
+            stale.unlink()
         if not paths.registry.exists():
             app.setup_defaults()
             _write(app)
