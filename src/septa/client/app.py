@@ -32,9 +32,7 @@ class Qubes:
         """One Admin API call; returns its content or raises the daemon's error."""
         return self.transport.call(dest, method, arg, payload)
 
-    def call_self(
-        self, method: str, arg: str | None = None, payload: bytes | None = None
-    ) -> bytes:
+    def call_self(self, method: str, arg: str | None = None, payload: bytes | None = None) -> bytes:
         """A global call (addressed to dom0)."""
         return self.call("dom0", method, arg, payload)
 

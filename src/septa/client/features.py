@@ -74,8 +74,6 @@ class Features:
         """The feature from the qube, else from dom0."""
         return self._check("admin.vm.feature.CheckWithAdminVM", name, default)
 
-    def check_with_template_and_adminvm(
-        self, name: str, default: str | None = None
-    ) -> str | None:
+    def check_with_template_and_adminvm(self, name: str, default: str | None = None) -> str | None:
         """The feature from the qube, its template chain, else dom0."""
         return self._check("admin.vm.feature.CheckWithTemplateAndAdminVM", name, default)

@@ -74,9 +74,7 @@ class QubesVM:
     def __lt__(self, other: QubesVM) -> bool:
         return self._name < other._name
 
-    def call_self(
-        self, method: str, arg: str | None = None, payload: bytes | None = None
-    ) -> bytes:
+    def call_self(self, method: str, arg: str | None = None, payload: bytes | None = None) -> bytes:
         """An Admin API call addressed to this qube."""
         return self.app.call(self._name, method, arg, payload)
 

@@ -50,9 +50,7 @@ class Volume:
         """The ``key=value`` facts of ``admin.vm.volume.Info``."""
         if self._info is None or refresh:
             text = self._call("Info").decode()
-            self._info = dict(
-                line.split("=", 1) for line in text.split("\n") if "=" in line
-            )
+            self._info = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
         return self._info
 
     def _field(self, key: str) -> str:

@@ -12,7 +12,9 @@ import sys
 
 FORMAT_CONSOLE = "%(name)s: %(message)s"
 FORMAT_QUIET = "%(message)s"
-FORMAT_DEBUG = "%(asctime)s [%(processName)s %(module)s.%(funcName)s:%(lineno)d] %(name)s: %(message)s"
+FORMAT_DEBUG = (
+    "%(asctime)s [%(processName)s %(module)s.%(funcName)s:%(lineno)d] %(name)s: %(message)s"
+)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -214,9 +214,7 @@ _DEFINED = (
         lambda vm: _volume_field(vm, "private", "size"),
         "Size of the private volume, in MiB.",
     ),
-    Column(
-        "PRIV-POOL", lambda vm: _volume_pool(vm, "private"), "Pool of the private volume."
-    ),
+    Column("PRIV-POOL", lambda vm: _volume_pool(vm, "private"), "Pool of the private volume."),
     Column(
         "PRIV-USED",
         lambda vm: _volume_used(vm, "private"),

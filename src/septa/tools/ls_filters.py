@@ -31,7 +31,9 @@ def _pref_display(vm: QubesVM, prop: str) -> str:
     return value.display()
 
 
-def _split_assignment(parser: QubesArgumentParser, option: str, text: str) -> tuple[str, str | None]:
+def _split_assignment(
+    parser: QubesArgumentParser, option: str, text: str
+) -> tuple[str, str | None]:
     """``KEY=VALUE`` of --features/--prefs: empty VALUE means None, '' or \"\" an empty string."""
     key, sep, value = text.partition("=")
     if not sep or not key:

@@ -44,9 +44,7 @@ class QubesArgumentParser(argparse.ArgumentParser):
             "--force-root", action="store_true", default=False, help=argparse.SUPPRESS
         )
         self.add_argument("--help", "-h", action="help", help="show this help message and exit")
-        self.add_argument(
-            "--version", action="version", version=f"{prog} (Septa) {_version()}"
-        )
+        self.add_argument("--version", action="version", version=f"{prog} (Septa) {_version()}")
         if vmname_nargs in ("*", "+"):
             group = self.add_mutually_exclusive_group(required=vmname_nargs == "+")
             group.add_argument(
@@ -90,9 +88,7 @@ class QubesArgumentParser(argparse.ArgumentParser):
         """
         if args.all_domains:
             return [
-                vm
-                for vm in app.domains
-                if vm.klass != "AdminVM" and vm.name not in args.exclude
+                vm for vm in app.domains if vm.klass != "AdminVM" and vm.name not in args.exclude
             ]
         if args.exclude:
             self.error("--exclude can only be used with --all")

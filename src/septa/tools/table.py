@@ -37,9 +37,7 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
             widths[i] = max(widths[i], display_width(cell))
     lines = []
     for row in rows:
-        parts = [
-            cell + " " * (widths[i] - display_width(cell)) for i, cell in enumerate(row[:-1])
-        ]
+        parts = [cell + " " * (widths[i] - display_width(cell)) for i, cell in enumerate(row[:-1])]
         parts.extend(row[-1:])
         lines.append("  ".join(parts) + "\n")
     return "".join(lines)
