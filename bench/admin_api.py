@@ -41,7 +41,8 @@ class Case:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description="Admin API throughput of septad against a minimal asyncio server.")
     parser.add_argument("--qubes", type=int, default=1000, help="AppVMs to create (1000)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per figure (5)")
     parser.add_argument("--seconds", type=float, default=1.0,
@@ -126,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
                                                           args.seconds))
                 create_reference.append(h.calls_per_second(empty_ref, create_request, 1,
                                                            args.seconds))
-                print(f"repetition {rep + 1}/{args.repeat} done", flush=True)
+                print(f"repetition {rep + 1}/{args.repeat}: " + ", ".join(
+                    f"{c.septad[-1]:.0f}/{c.reference[-1]:.0f}" for c in cases)
+                    + f", create ref {create_reference[-1]:.0f} calls/s", flush=True)
         log_tail = daemon.log.read_text(errors="replace").splitlines()
 
     print()

@@ -71,6 +71,12 @@ class Paths:
         return self._at("/var/log/qubes")
 
 
+def cache_dir() -> Path:
+    """Host-wide cache of derived artefacts (template builds, the KVM probe result):
+    ``$SEPTA_CACHE``, else /var/cache/septa. Shared by instances: it holds no state."""
+    return Path(os.environ.get("SEPTA_CACHE", "/var/cache/septa"))
+
+
 def current() -> Paths:
     """The paths of this process: under ``$SEPTA_ROOT`` when it is set, else the real ones."""
     root = os.environ.get("SEPTA_ROOT")

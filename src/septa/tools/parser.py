@@ -78,13 +78,18 @@ class QubesArgumentParser(argparse.ArgumentParser):
         return [value] if isinstance(value, str) else list(value)
 
     def domains(
-        self, app: Qubes, args: argparse.Namespace, missing: list[str] | None = None
+        self,
+        app: Qubes,
+        args: argparse.Namespace,
+        missing: list[str] | None = None,
+        wildcards: bool = True,
     ) -> list[QubesVM]:
         """The qubes the arguments name, in argument order.
 
         With ``--all``: every qube but dom0 and the ``--exclude`` ones. Wildcards match
         existing names. An unknown name ends the program with "no such domain", unless
-        a ``missing`` list is given to collect such names instead.
+        a ``missing`` list is given to collect such names instead. With ``wildcards``
+        False, names are taken literally.
         """
         if args.all_domains:
             return [
@@ -94,7 +99,7 @@ class QubesArgumentParser(argparse.ArgumentParser):
             self.error("--exclude can only be used with --all")
         names: list[str] = []
         for pattern in self.vm_names(args):
-            if any(ch in pattern for ch in _WILDCARDS):
+            if wildcards and any(ch in pattern for ch in _WILDCARDS):
                 names += [
                     n for n in app.domains.names() if n not in names and fnmatch.fnmatch(n, pattern)
                 ]

@@ -20,8 +20,8 @@ from .ls_columns import (
     Column,
     get_column,
     needs_properties,
-    prop_value,
     prop_true,
+    prop_value,
 )
 from .ls_filters import POWER_FILTERS, apply_filters
 from .parser import QubesArgumentParser

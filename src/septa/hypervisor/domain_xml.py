@@ -1,0 +1,70 @@
+"""libvirt domain XML for a qube: q35, direct kernel boot (pvh/pv) or firmware (hvm),
+virtio-blk volumes, the agent's virtio-serial channel, a logged virtio console."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from septa.hypervisor.spec import AGENT_PORT, DomainSpec
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None,
+         **attrs: str) -> etree._Element:
+    node = etree.SubElement(parent, tag, attrs)
+    if text is not None:
+        node.text = text
+    return node
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    kvm = spec.accel == "kvm"
+    dom = etree.Element("domain", type="kvm" if kvm else "qemu")
+    _sub(dom, "name", spec.name)
+    _sub(dom, "uuid", spec.uuid)
+    _sub(dom, "memory", str(max(spec.maxmem_mib, spec.memory_mib)), unit="MiB")
+    _sub(dom, "currentMemory", str(spec.memory_mib), unit="MiB")
+    _sub(dom, "vcpu", str(spec.vcpus))
+    os_node = _sub(dom, "os")
+    _sub(os_node, "type", "hvm", arch="x86_64", machine="q35")
+    if spec.kernel is not None and spec.virt_mode != "hvm":
+        _sub(os_node, "kernel", str(spec.kernel))
+        if spec.initrd is not None:
+            _sub(os_node, "initrd", str(spec.initrd))
+        _sub(os_node, "cmdline", spec.cmdline)
+    else:
+        _sub(os_node, "boot", dev="hd")
+    features = _sub(dom, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    if kvm:
+        cpu = _sub(dom, "cpu", mode="host-passthrough", check="none")
+        _sub(cpu, "feature", policy="disable", name="arch-capabilities")
+    _sub(dom, "clock", offset="utc")
+    _sub(dom, "on_poweroff", "destroy")
+    _sub(dom, "on_reboot", "destroy")
+    _sub(dom, "on_crash", "destroy")
+    devices = _sub(dom, "devices")
+    for disk in spec.disks:
+        node = _sub(devices, "disk", type="file", device="disk")
+        _sub(node, "driver", name="qemu", type=disk.format, cache="writeback",
+             discard="unmap")
+        _sub(node, "source", file=str(disk.path))
+        _sub(node, "target", dev=disk.target, bus="virtio")
+        if disk.readonly:
+            _sub(node, "readonly")
+    _sub(devices, "controller", type="virtio-serial", index="0")
+    channel = _sub(devices, "channel", type="unix")
+    _sub(channel, "source", mode="bind", path=str(spec.agent_socket))
+    _sub(channel, "target", type="virtio", name=AGENT_PORT)
+    console = _sub(devices, "console", type="pty")
+    _sub(console, "log", file=str(spec.console_log), append="on")
+    _sub(console, "target", type="virtio", port="0")
+    _sub(devices, "memballoon", model="none")
+    _sub(devices, "rng", model="virtio").append(_backend_random())
+    return etree.tostring(dom, pretty_print=True, encoding="unicode")
+
+
+def _backend_random() -> etree._Element:
+    backend = etree.Element("backend", model="random")
+    backend.text = "/dev/urandom"
+    return backend

@@ -1,0 +1,38 @@
+"""What the engine needs to run one qube, independent of the registry and of libvirt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AGENT_PORT = "org.septa.agent.0"
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """One virtio-blk disk: ``target`` is the guest device name (vda, vdb ...)."""
+
+    path: Path
+    target: str
+    format: str = "raw"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """A qube as the hypervisor sees it."""
+
+    name: str
+    uuid: str
+    memory_mib: int
+    maxmem_mib: int
+    vcpus: int
+    kernel: Path | None
+    initrd: Path | None
+    cmdline: str
+    disks: tuple[DiskSpec, ...]
+    agent_socket: Path
+    console_log: Path
+    accel: str = "tcg"
+    virt_mode: str = "pvh"
+    extra_devices: tuple[str, ...] = field(default_factory=tuple)
