@@ -75,10 +75,7 @@ def _volume_config(pools: dict[str, str]) -> etree._Element:
 async def _create(call: Call, in_pool: bool) -> str:
     name, label, pools = _parse_create_payload(call, in_pool)
     vm = call.app.create_vm(call.suffix, name, label, template=call.arg or None)
-    if call.source == "dom0":
-        vm.tags.load("created-by-dom0")
-    else:
-        vm.tags.load(f"created-by-{call.source}")
+    vm.tags.add(f"created-by-{call.source}")
     if pools:
         vm.unknown_xml.append(_volume_config(pools))
     return ""

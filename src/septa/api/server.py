@@ -87,7 +87,8 @@ class ApiServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                data = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
+                async with asyncio.timeout(READ_TIMEOUT):
+                    data = await _read_request(reader)
             except ProtocolError as exc:
                 writer.write(exception_frame(exc.wire_name, str(exc)))
                 return

@@ -42,9 +42,14 @@ class VMCollection:
 
     def __init__(self) -> None:
         self._by_name: dict[str, BaseVM] = {}
+        self._by_qid: dict[int, BaseVM] = {}
+        self._by_uuid: dict[str, BaseVM] = {}
+        self._sorted: list[BaseVM] | None = None
 
     def __iter__(self) -> Iterator[BaseVM]:
-        return iter(sorted(self._by_name.values(), key=lambda vm: vm.qid))
+        if self._sorted is None:
+            self._sorted = sorted(self._by_name.values(), key=lambda vm: vm.qid)
+        return iter(self._sorted)
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -57,34 +62,39 @@ class VMCollection:
         return True
 
     def __getitem__(self, key: str | int) -> BaseVM:
+        found: BaseVM | None
         if isinstance(key, int):
-            for vm in self._by_name.values():
-                if vm.qid == key:
-                    return vm
-        elif key in self._by_name:
-            return self._by_name[key]
+            found = self._by_qid.get(key)
         elif key.startswith("uuid:"):
-            for vm in self._by_name.values():
-                if vm.uuid == key[5:]:
-                    return vm
-        raise QubesVMNotFoundError(str(key))
+            found = self._by_uuid.get(key[5:])
+        else:
+            found = self._by_name.get(key)
+        if found is None:
+            raise QubesVMNotFoundError(str(key))
+        return found
 
     def add(self, vm: BaseVM) -> None:
         if vm.name in self._by_name:
             raise QubesValueError(f"A qube named {vm.name} already exists")
-        if any(other.qid == vm.qid for other in self._by_name.values()):
+        if vm.qid in self._by_qid:
             raise QubesValueError(f"qid {vm.qid} is already used")
-        if any(other.uuid == vm.uuid for other in self._by_name.values()):
+        if vm.uuid in self._by_uuid:
             raise QubesValueError(f"uuid {vm.uuid} is already used")
         self._by_name[vm.name] = vm
+        self._by_qid[vm.qid] = vm
+        self._by_uuid[vm.uuid] = vm
+        self._sorted = None
 
     def discard(self, vm: BaseVM) -> None:
-        self._by_name.pop(vm.name, None)
+        if self._by_name.get(vm.name) is vm:
+            del self._by_name[vm.name]
+            del self._by_qid[vm.qid]
+            del self._by_uuid[vm.uuid]
+            self._sorted = None
 
     def free_qid(self) -> int:
-        used = {vm.qid for vm in self._by_name.values()}
         for qid in range(1, MAX_QID):
-            if qid not in used:
+            if qid not in self._by_qid:
                 return qid
         raise QubesValueError("No free qid left")
 

@@ -22,6 +22,7 @@ class Emitter:
     def __init__(self) -> None:
         self._handlers: defaultdict[str, list[Handler]] = defaultdict(list)
         self._listeners: list[Listener] = []
+        self.revision = 0
 
     def add_handler(self, event: str, handler: Handler) -> None:
         self._handlers[event].append(handler)
@@ -37,7 +38,12 @@ class Emitter:
         self._listeners.remove(listener)
 
     def fire_event(self, event: str, **kwargs: Any) -> list[Any]:
-        """Run the handlers of ``event``; return what they returned (for pre-events)."""
+        """Run the handlers of ``event``; return what they returned (for pre-events).
+
+        Every event counts as a change: :attr:`revision` grows, so that cached
+        serialisations of this object know they are stale.
+        """
+        self.revision += 1
         results = [handler(self, event, **kwargs) for handler in list(self._handlers[event])]
         results += [h(self, event, **kwargs) for h in list(self._handlers["*"])]
         for listener in list(self._listeners):

@@ -10,6 +10,7 @@ exclusive lock, so a crash at any moment leaves the old or the new file, never a
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import logging
 import os
@@ -137,8 +138,34 @@ def _properties_xml(holder: PropertyHolder) -> Any:
         child.text = serialize(value)
     for unknown in holder.__dict__.get("unknown_properties", []):
         if unknown.get("name") not in holder.explicit_values():
-            element.append(unknown)
+            element.append(copy.deepcopy(unknown))
     return element
+
+
+def _domain_xml(vm: BaseVM) -> Any:
+    node = etree.Element("domain", id=f"domain-{vm.qid}")
+    node.set("class", type(vm).__name__)
+    node.append(_properties_xml(vm))
+    features = etree.SubElement(node, "features")
+    for name, value in vm.features.items():
+        etree.SubElement(features, "feature", name=name).text = value
+    tags = etree.SubElement(node, "tags")
+    for tag in vm.tags:
+        etree.SubElement(tags, "tag", name=tag)
+    for unknown in vm.unknown_xml:
+        node.append(copy.deepcopy(unknown))
+    return node
+
+
+def _domain_bytes(vm: BaseVM) -> bytes:
+    """The serialised ``<domain>``, cached until the qube fires its next event."""
+    key = (vm.revision, len(vm.unknown_xml))
+    cached = vm.__dict__.get("_xml_cache")
+    if cached is not None and cached[0] == key:
+        return bytes(cached[1])
+    data = etree.tostring(_domain_xml(vm), encoding="UTF-8", pretty_print=True)
+    vm.__dict__["_xml_cache"] = (key, data)
+    return bytes(data)
 
 
 def to_xml(app: Qubes) -> bytes:
@@ -149,25 +176,17 @@ def to_xml(app: Qubes) -> bytes:
         node.text = label.name
     for unknown in app.unknown_xml:
         if unknown.tag != "domain":
-            root.append(unknown)
+            root.append(copy.deepcopy(unknown))
     root.append(_properties_xml(app))
-    domains = etree.SubElement(root, "domains")
-    for vm in app.domains:
-        node = etree.SubElement(domains, "domain", id=f"domain-{vm.qid}")
-        node.set("class", type(vm).__name__)
-        node.append(_properties_xml(vm))
-        features = etree.SubElement(node, "features")
-        for name, value in vm.features.items():
-            etree.SubElement(features, "feature", name=name).text = value
-        tags = etree.SubElement(node, "tags")
-        for tag in vm.tags:
-            etree.SubElement(tags, "tag", name=tag)
-        for unknown in vm.unknown_xml:
-            node.append(unknown)
-    for unknown in app.unknown_xml:
-        if unknown.tag == "domain":
-            domains.append(unknown)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+    etree.SubElement(root, "domains").text = "@DOMAINS@"
+    head, _, tail = etree.tostring(
+        root, xml_declaration=True, encoding="UTF-8", pretty_print=True).partition(b"@DOMAINS@")
+    parts = [head, b"\n"]
+    parts += [_domain_bytes(vm) for vm in app.domains]
+    parts += [etree.tostring(unknown, encoding="UTF-8", pretty_print=True)
+              for unknown in app.unknown_xml if unknown.tag == "domain"]
+    parts.append(tail)
+    return b"".join(parts)
 
 
 def save(app: Qubes) -> None:
