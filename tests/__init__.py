@@ -1,0 +1,1 @@
+"""Septa test suite."""

@@ -36,7 +36,8 @@ def test_property_get_set_reset_and_defaults(septad: Daemon) -> None:
     assert septad.ok("admin.vm.property.Get", "work", arg="memory") == "default=True type=int 800"
     assert septad.ok("admin.vm.property.Get", "work", arg="template") == \
         "default=False type=vm debian-12"
-    assert septad.ok("admin.vm.property.Get", "work", arg="label") == "default=False type=label blue"
+    assert septad.ok("admin.vm.property.Get", "work", arg="label") == \
+        "default=False type=label blue"
     assert septad.ok("admin.vm.property.Get", "work", arg="netvm") == "default=True type=vm "
     assert "memory\n" in septad.ok("admin.vm.property.List", "work")
     assert septad.ok("admin.vm.property.Help", "work", arg="memory")

@@ -153,7 +153,7 @@ def test_kill_9_leaves_a_whole_registry_and_loses_no_acknowledged_change(septad:
         sent = -1
         stop = threading.Event()
 
-        def writer() -> None:
+        def writer(stop: threading.Event = stop) -> None:
             nonlocal acknowledged, sent
             value = 0
             while not stop.is_set():

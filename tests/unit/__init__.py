@@ -1,0 +1,1 @@
+"""Unit tests: one layer at a time."""

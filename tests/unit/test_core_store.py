@@ -62,7 +62,9 @@ QUBES_43_XML = """<?xml version='1.0' encoding='UTF-8'?>
         <tag name="audiovm-dom0"/>
       </tags>
       <volume-config>
-        <volume name="root" pool="vm-pool" revisions_to_keep="2" rw="True" size="21474836480" snap_on_start="False" save_on_stop="True" source="" vid="qubes_dom0/vm-debian-12-xfce-root"/>
+        <volume name="root" pool="vm-pool" revisions_to_keep="2" rw="True"
+         size="21474836480" snap_on_start="False" save_on_stop="True" source=""
+         vid="qubes_dom0/vm-debian-12-xfce-root"/>
       </volume-config>
     </domain>
     <domain id="domain-2" class="AppVM">

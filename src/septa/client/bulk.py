@@ -7,19 +7,18 @@ answer one while the client parses another.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from .errors import QubesException
 from .vm import QubesVM
 
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 4
 #: Below this many qubes the calls are made one after the other (in a predictable order).
 PARALLEL_THRESHOLD = 16
 
 
 def _fetch(vm: QubesVM) -> None:
     try:
-        vm.props.fetch_all()
+        vm.props.load_all()
     except QubesException:
         # Left uncached: the caller will read (and report) this qube's properties itself.
         pass
@@ -32,5 +31,7 @@ def fetch_all_properties(vms: Sequence[QubesVM], workers: int = DEFAULT_WORKERS)
         for vm in todo:
             _fetch(vm)
         return
+    from concurrent.futures import ThreadPoolExecutor  # only needed for many qubes
+
     with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
         list(pool.map(_fetch, todo))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import Qubes
-from .errors import QubesException
+from .bulk import fetch_all_properties
 from .vm import QubesVM
 
 #: Global properties that may name a qube.
@@ -24,22 +24,20 @@ VM_PROPERTIES = ("template", "netvm", "guivm", "audiovm", "default_dispvm", "man
 def vm_dependencies(app: Qubes, reference: QubesVM) -> list[tuple[QubesVM | None, str]]:
     """(holder, property) pairs naming ``reference``; holder None means a global property."""
     result: list[tuple[QubesVM | None, str]] = []
-    global_values = app.props.fetch_all()
+    app.props.load_all()
     for prop in GLOBAL_VM_PROPERTIES:
-        value = global_values.get(prop)
+        value = app.props.cached(prop)
         if value is not None and value.type == "vm" and value.text == reference.name:
             result.append((None, prop))
-    for vm in app.domains:
-        if vm == reference:
-            continue
-        try:
-            values = vm.props.fetch_all()
-        except QubesException:
-            continue
-        preload = values.get("is_preload")
+    others = [vm for vm in app.domains if vm != reference]
+    fetch_all_properties(others)
+    for vm in others:
+        if not vm.props.is_cached:
+            continue  # could not be read (e.g. removed meanwhile)
+        preload = vm.props.cached("is_preload")
         is_preload = preload is not None and preload.text == "True"
         for prop in VM_PROPERTIES:
-            value = values.get(prop)
+            value = vm.props.cached(prop)
             if value is None or value.is_default or value.text != reference.name:
                 continue
             if is_preload and prop == "template":

@@ -40,9 +40,10 @@ class VMCollection:
         if self._list is not None and not force:
             return
         self._list = parse_vm_list(self.app.call("dom0", "admin.vm.List"))
-        for name in list(self._objects):
+        for name, vm in list(self._objects.items()):
             entry = self._list.get(name)
-            if entry is None or entry.get("class") != self._objects[name]._klass:
+            if entry is None or not vm.matches_class(entry.get("class")):
+                # gone, or replaced by a qube of another class under the same name
                 del self._objects[name]
 
     def info(self, name: str) -> dict[str, str]:

@@ -10,8 +10,7 @@ with prefix ``admin.vm.property.``, or the system, with ``admin.property.``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .errors import (
     QubesDaemonCommunicationError,
@@ -35,8 +34,7 @@ class Caller(Protocol):
     ) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PropertyValue:
+class PropertyValue(NamedTuple):
     """One property value as the daemon reported it."""
 
     is_default: bool
@@ -116,17 +114,47 @@ def unescape(line: bytes) -> bytes:
     return _ESCAPE.sub(_unescape_char, line)
 
 
+class GetAllAnswer:
+    """The answer of ``...property.GetAll``, parsed only as far as it is read.
+
+    A listing tool reads a handful of properties of each of many qubes, so values are
+    looked up in the raw bytes on demand instead of all being parsed up front.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        # A leading newline makes every line start with "\n<name> ".
+        self._data = b"\n" + data
+
+    def lookup(self, name: str) -> PropertyValue | None:
+        """The value of one property, None if the answer does not have it."""
+        start = self._data.find(b"\n" + name.encode() + b" ")
+        if start < 0:
+            return None
+        start += len(name) + 2
+        end = self._data.find(b"\n", start)
+        line = self._data[start:] if end < 0 else self._data[start:end]
+        return parse_property(unescape(line))
+
+    def names(self) -> list[str]:
+        """The property names, in the daemon's order."""
+        return [line.split(b" ", 1)[0].decode() for line in self._data.split(b"\n") if line]
+
+    def parse_all(self) -> dict[str, PropertyValue]:
+        """Every property, parsed."""
+        result: dict[str, PropertyValue] = {}
+        for line in self._data.split(b"\n"):
+            if not line:
+                continue
+            name, sep, rest = line.partition(b" ")
+            if not sep:
+                raise QubesDaemonCommunicationError("Invalid GetAll line received from septad")
+            result[name.decode()] = parse_property(unescape(rest))
+        return result
+
+
 def parse_get_all(data: bytes) -> dict[str, PropertyValue]:
     """Parse the answer of ``...property.GetAll`` into name -> value."""
-    result: dict[str, PropertyValue] = {}
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        name, sep, rest = unescape(line).partition(b" ")
-        if not sep:
-            raise QubesDaemonCommunicationError("Invalid GetAll line received from septad")
-        result[name.decode()] = parse_property(rest)
-    return result
+    return GetAllAnswer(data).parse_all()
 
 
 def encode_value(value: object) -> bytes:
@@ -143,54 +171,66 @@ class Properties:
         self._owner = owner
         self._prefix = prefix
         self._names: list[str] | None = None
-        self._cache: dict[str, PropertyValue] | None = None
+        self._all: GetAllAnswer | None = None
+        self._parsed: dict[str, PropertyValue] = {}
 
     def _call(self, verb: str, arg: str | None = None, payload: bytes | None = None) -> bytes:
         return self._owner.call_self(self._prefix + verb, arg, payload)
 
+    def _forget_values(self) -> None:
+        self._all = None
+        self._parsed = {}
+
     def clear_cache(self) -> None:
         """Forget every value and name read so far."""
         self._names = None
-        self._cache = None
+        self._forget_values()
 
     @property
     def is_cached(self) -> bool:
-        """Whether all values were fetched at once (:meth:`fetch_all`)."""
-        return self._cache is not None
+        """Whether all values were read at once (:meth:`load_all` / :meth:`fetch_all`)."""
+        return self._all is not None
 
     def names(self) -> list[str]:
-        """Names of all properties (``List``), in the daemon's order."""
+        """Names of all properties (``List``, unless all values were read), daemon's order."""
         if self._names is None:
-            data = self._call("List")
-            self._names = [n for n in data.decode().split("\n") if n]
+            if self._all is not None:
+                self._names = self._all.names()
+            else:
+                data = self._call("List")
+                self._names = [n for n in data.decode().split("\n") if n]
         return list(self._names)
 
-    def fetch_all(self) -> dict[str, PropertyValue]:
-        """Read every property with one ``GetAll`` call and keep the values."""
-        values = parse_get_all(self._call("GetAll"))
-        self._cache = dict(values)
-        if self._names is None:
-            self._names = list(values)
-        return values
+    def load_all(self) -> None:
+        """Read every property with one ``GetAll`` call; values are parsed when read."""
+        self._all = GetAllAnswer(self._call("GetAll"))
+        self._parsed = {}
 
-    def store(self, values: dict[str, PropertyValue]) -> None:
-        """Keep values obtained elsewhere (e.g. fetched in parallel) as the cache."""
-        self._cache = dict(values)
-        if self._names is None:
-            self._names = list(values)
+    def fetch_all(self) -> dict[str, PropertyValue]:
+        """Read every property with one ``GetAll`` call and return them all."""
+        self.load_all()
+        assert self._all is not None
+        self._parsed = self._all.parse_all()
+        return dict(self._parsed)
 
     def cached(self, name: str) -> PropertyValue | None:
-        """The value kept from :meth:`fetch_all`, or None if there is none."""
-        if self._cache is None:
+        """The value read by :meth:`load_all`, or None (not read, or no such property)."""
+        if self._all is None:
             return None
-        return self._cache.get(name)
+        value = self._parsed.get(name)
+        if value is None:
+            value = self._all.lookup(name)
+            if value is not None:
+                self._parsed[name] = value
+        return value
 
     def get(self, name: str) -> PropertyValue:
-        """The current value of one property (from the cache if it was fetched)."""
-        if self._cache is not None:
-            if name in self._cache:
-                return self._cache[name]
-            raise QubesNoSuchPropertyError("Invalid property '%s'", name)
+        """The current value of one property (from what was read, if all were)."""
+        if self._all is not None:
+            value = self.cached(name)
+            if value is None:
+                raise QubesNoSuchPropertyError("Invalid property '%s'", name)
+            return value
         return parse_property(self._call("Get", name))
 
     def is_default(self, name: str) -> bool:
@@ -208,9 +248,9 @@ class Properties:
     def set(self, name: str, value: object) -> None:
         """Set a property; ``value`` is sent as its string form (None clears a reference)."""
         self._call("Set", name, encode_value(value))
-        self._cache = None
+        self._forget_values()
 
     def reset(self, name: str) -> None:
         """Reset a property to its default."""
         self._call("Reset", name)
-        self._cache = None
+        self._forget_values()

@@ -8,7 +8,8 @@ Typical use (with ``SEPTA_ROOT`` pointing at a temporary directory)::
         assert server.calls == [Call("dom0", "admin.vm.List")]
 
 An answer is looked up by (dest, method, arg, payload) first, then by
-(dest, method, arg) with any payload. A call nobody expected is recorded in
+(dest, method, arg) with any payload, then by (dest, method) with any argument
+(register those with ``arg=ANY``). A call nobody expected is recorded in
 :attr:`FakeAdminServer.unexpected` and answered with a ``QubesException`` error frame.
 """
 
@@ -75,7 +76,7 @@ class FakeAdminServer:
         self.calls: list[Call] = []
         self.unexpected: list[Call] = []
         self.raw_requests: list[bytes] = []
-        self._answers: dict[tuple[str, str, str | None, object], Answer] = {}
+        self._answers: dict[tuple[str, str, object, object], Answer] = {}
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -87,7 +88,7 @@ class FakeAdminServer:
         self,
         dest: str,
         method: str,
-        arg: str | None = None,
+        arg: str | None | object = None,
         payload: bytes | object = ANY,
         *,
         raw: Answer,
@@ -100,7 +101,7 @@ class FakeAdminServer:
         self,
         dest: str,
         method: str,
-        arg: str | None = None,
+        arg: str | None | object = None,
         payload: bytes | object = ANY,
         *,
         ok: bytes | str = b"",
@@ -112,7 +113,7 @@ class FakeAdminServer:
         self,
         dest: str,
         method: str,
-        arg: str | None = None,
+        arg: str | None | object = None,
         payload: bytes | object = ANY,
         *,
         exc: str,
@@ -126,7 +127,10 @@ class FakeAdminServer:
             exact = self._answers.get((call.dest, call.method, call.arg, call.payload))
             if exact is not None:
                 return exact
-            return self._answers.get((call.dest, call.method, call.arg, ANY))
+            any_payload = self._answers.get((call.dest, call.method, call.arg, ANY))
+            if any_payload is not None:
+                return any_payload
+            return self._answers.get((call.dest, call.method, ANY, ANY))
 
     def methods(self) -> list[str]:
         """The methods called so far, in order."""
@@ -146,7 +150,7 @@ class FakeAdminServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(self.socket_path))
         sock.listen(64)
-        sock.settimeout(0.05)
+        sock.settimeout(1.0)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="fake-septad", daemon=True)
         self._thread.start()
@@ -156,6 +160,9 @@ class FakeAdminServer:
         """Stop serving and remove the socket."""
         self._stopping.set()
         if self._thread is not None:
+            # Wake the accept() so the thread notices at once.
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as waker:
+                waker.connect(str(self.socket_path))
             self._thread.join()
         if self._sock is not None:
             self._sock.close()
@@ -182,6 +189,9 @@ class FakeAdminServer:
                 continue
             except OSError:
                 return
+            if self._stopping.is_set():
+                conn.close()
+                return
             with conn:
                 conn.settimeout(5)
                 self._handle(conn)
@@ -197,9 +207,15 @@ class FakeAdminServer:
         except OSError:
             return
         data = b"".join(chunks)
-        call = parse_request(data)
         with self._lock:
             self.raw_requests.append(data)
+        try:
+            call = parse_request(data)
+        except (ValueError, UnicodeDecodeError):
+            with contextlib.suppress(OSError):
+                conn.sendall(error_frame("ProtocolError", "malformed request"))
+            return
+        with self._lock:
             self.calls.append(call)
         answer = self._lookup(call)
         if answer is None:

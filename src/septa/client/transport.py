@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import septa.paths
 
 from .errors import (
     QubesDaemonAccessError,
     QubesDaemonCommunicationError,
+    QubesValueError,
     error_class,
 )
 
@@ -28,17 +29,29 @@ ERROR_FRAME = b"2\x00"
 _READ_SIZE = 1 << 16
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One event of an ``admin.Events`` stream: the subject qube ('' for global), name, args."""
 
     subject: str
     name: str
-    kwargs: dict[str, str] = field(default_factory=dict)
+    kwargs: dict[str, str]
+
+
+def _check_field(what: str, value: str) -> None:
+    if not value.isprintable() or " " in value:
+        raise QubesValueError("%s must not contain spaces or control characters: '%s'", what, value)
 
 
 def encode_request(dest: str, method: str, arg: str | None, payload: bytes | None) -> bytes:
-    """The bytes a client sends for one call (header, NUL, payload)."""
+    """The bytes a client sends for one call (header, NUL, payload).
+
+    The header is split on spaces by the daemon, so a qube name, method or argument
+    holding a space (or a control character) cannot be sent and is refused here.
+    """
+    _check_field("qube name", dest)
+    _check_field("method", method)
+    if arg:
+        _check_field("argument", arg)
     header = f"{method}+{arg or ''} dom0 name {dest}\0".encode()
     return header + (payload or b"")
 

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from .errors import QubesDaemonAccessError, QubesVMNotFoundError
 from .features import Features
-from .firewall import Firewall
 from .properties import Properties, PropertyValue
 from .tags import Tags
 from .volumes import Volume
 
 if TYPE_CHECKING:
     from .app import Qubes
+    from .firewall import Firewall
 
 #: Power states as the daemon names them.
 POWER_STATES = (
@@ -46,7 +46,13 @@ class QubesVM:
         self.props = Properties(self, "admin.vm.property.")
         self.features = Features(self)
         self.tags = Tags(self)
-        self.firewall = Firewall(self)
+
+    @property
+    def firewall(self) -> Firewall:
+        """The qube's firewall rules (``admin.vm.firewall.*``)."""
+        from .firewall import Firewall  # imported on first use: most tools never need it
+
+        return Firewall(self)
 
     # -- identity ---------------------------------------------------------------
 
@@ -95,6 +101,10 @@ class QubesVM:
         """A property holding a qube reference, as a qube object (None if empty)."""
         value = self.props.get(name)
         return None if value.is_none else self.app.domains.get_blind(value.text)
+
+    def matches_class(self, klass: str | None) -> bool:
+        """Whether this object may stand for a listed qube of class ``klass``."""
+        return self._klass is None or self._klass == klass
 
     @property
     def klass(self) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from typing import BinaryIO, Protocol
 
 import septa.paths
@@ -106,6 +104,9 @@ class Volume:
 
     def import_data_with_size(self, stream: BinaryIO, size: int) -> None:
         """Replace the volume's data with ``size`` bytes read from ``stream``."""
+        import shutil  # rarely needed: keep the tools' start-up light
+        import subprocess
+
         root = septa.paths.current().root
         service = root / "etc/qubes-rpc" / IMPORT_SERVICE
         if not service.exists():

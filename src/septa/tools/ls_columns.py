@@ -8,7 +8,7 @@ property can be a column: its head is the property name upper-cased with ``_`` a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from septa.client.errors import (
     QubesDaemonAccessError,
@@ -67,7 +67,7 @@ def prop_value(vm: QubesVM, name: str) -> PropertyValue | None:
     """A property of the qube, None if it has no such property (all fetched at once)."""
     if not vm.props.is_cached:
         try:
-            vm.props.fetch_all()
+            vm.props.load_all()
         except QubesDaemonAccessError:
             try:
                 return vm.props.get(name)
@@ -98,8 +98,7 @@ def prop_true(vm: QubesVM, name: str) -> bool:
 # -- the columns --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """One qvm-ls column: its head, how to get a cell, and its description."""
 
     head: str

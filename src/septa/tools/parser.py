@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import importlib.metadata
 from typing import Any, NoReturn
 
 from septa.client.app import Qubes
@@ -21,11 +20,27 @@ from . import logs
 _WILDCARDS = "*?[!]"
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("septa")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+class _VersionAction(argparse.Action):
+    """``--version``: print the tool and Septa version (looked up only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("septa")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        print(f"{parser.prog} (Septa) {version}")
+        parser.exit(0)
 
 
 class QubesArgumentParser(argparse.ArgumentParser):
@@ -44,7 +59,7 @@ class QubesArgumentParser(argparse.ArgumentParser):
             "--force-root", action="store_true", default=False, help=argparse.SUPPRESS
         )
         self.add_argument("--help", "-h", action="help", help="show this help message and exit")
-        self.add_argument("--version", action="version", version=f"{prog} (Septa) {_version()}")
+        self.add_argument("--version", action=_VersionAction)
         if vmname_nargs in ("*", "+"):
             group = self.add_mutually_exclusive_group(required=vmname_nargs == "+")
             group.add_argument(

@@ -7,9 +7,12 @@ terminal it prints one dot per step and a newline at the end, as Qubes' does.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import TextIO
 
 _TTY_CHARS = "-\\|/" * 4 + "-._.-^" * 2
+#: Seconds between two redraws on a terminal (updates in between are not shown).
+_TTY_INTERVAL = 0.05
 
 
 class Spinner:
@@ -24,6 +27,7 @@ class Spinner:
         self._chars = itertools.cycle(_TTY_CHARS if self.is_tty else ".")
         self._step = "\b" if self.is_tty else ""
         self._shown = 0
+        self._last_draw = 0.0
 
     def show(self, prompt: str) -> None:
         """Start with ``prompt``."""
@@ -33,8 +37,15 @@ class Spinner:
 
     def update(self) -> None:
         """One step of progress."""
-        self.stream.write(self._step + next(self._chars))
-        self.stream.flush()
+        if not self.is_tty:
+            # Dots are only buffered here; they reach the file by hide() at the latest.
+            self.stream.write(next(self._chars))
+            return
+        now = time.monotonic()
+        if now - self._last_draw >= _TTY_INTERVAL:
+            self._last_draw = now
+            self.stream.write(self._step + next(self._chars))
+            self.stream.flush()
 
     def hide(self) -> None:
         """Remove the spinner (on a terminal) or end its line."""
