@@ -1,0 +1,128 @@
+"""The agent's main loop: introduce itself to the host, then serve control frames.
+
+On every (re)connection of the host it sends HELLO then READY. It answers PING with PONG,
+powers the qube off on SHUTDOWN_REQUEST, re-introduces itself when the host sends HELLO,
+and answers frames it does not serve (yet) with ERROR. A broken frame stream cannot be
+resynchronised, so after a protocol error the agent ignores the host until it reconnects.
+
+Startup time matters (the host waits for READY while the qube boots, under TCG ~15x
+slower than on the host): this module and its imports avoid ``dataclasses``,
+``logging``, ``argparse``, ``typing`` and ``json``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import system, wire
+from .port import Port, VirtioPort
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+USAGE = "usage: python3 -m septa.agent [--port DEVICE | --name PORT_NAME]"
+
+
+class Agent:
+    """One agent serving one port. The system functions are injectable (for tests).
+
+    ``on_ready`` runs after each READY sent (the real agent drops its boot priority).
+    """
+
+    def __init__(
+        self,
+        port: Port,
+        hostname: Callable[[], str] = system.hostname,
+        uptime: Callable[[], float] = system.uptime,
+        poweroff: Callable[[], None] = system.poweroff,
+        log: Callable[[str], None] = system.log,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.port = port
+        self.hostname = hostname
+        self.uptime = uptime
+        self.poweroff = poweroff
+        self.log = log
+        self.on_ready = on_ready
+        self.decoder = wire.FrameDecoder()
+
+    def send(self, frame: wire.Frame) -> None:
+        """Send one frame to the host."""
+        self.port.write(frame.encode())
+
+    def introduce(self) -> None:
+        """Send HELLO then READY."""
+        self.send(wire.hello(self.hostname()))
+        self.send(wire.json_frame(wire.FrameType.READY, {"uptime": self.uptime()}))
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def error(self, message: str, channel: int = wire.CONTROL_CHANNEL) -> None:
+        """Tell the host that a frame could not be served."""
+        self.log(message)
+        self.send(wire.json_frame(wire.FrameType.ERROR, {"message": message}, channel))
+
+    def handle(self, frame: wire.Frame) -> None:
+        """Serve one frame from the host."""
+        if frame.type == wire.FrameType.PING:
+            self.send(wire.Frame(wire.FrameType.PONG, frame.channel, frame.payload))
+        elif frame.type == wire.FrameType.HELLO:
+            self.introduce()
+        elif frame.type == wire.FrameType.SHUTDOWN_REQUEST:
+            self.poweroff()
+        elif frame.type == wire.FrameType.PONG:
+            pass
+        else:
+            self.error(f"frame {frame.name} is not served by this agent", frame.channel)
+
+    def serve_connection(self) -> None:
+        """Serve the connected host until it disconnects."""
+        self.decoder.reset()
+        self.introduce()
+        while True:
+            data = self.port.read()
+            if not data:
+                self.log("host disconnected")
+                return
+            try:
+                frames = self.decoder.feed(data)
+            except wire.FrameError as exc:
+                self.error(f"protocol error: {exc}")
+                self.drain()
+                return
+            for frame in frames:
+                self.handle(frame)
+
+    def drain(self) -> None:
+        """Discard input until the host disconnects."""
+        while self.port.read():
+            pass
+
+    def run(self, connections: int | None = None) -> None:
+        """Serve host connections one after another (forever, or ``connections`` times)."""
+        served = 0
+        while connections is None or served < connections:
+            self.port.wait_connected()
+            self.log("host connected")
+            self.serve_connection()
+            served += 1
+
+
+def parse_args(argv: list[str]) -> VirtioPort:
+    """The port named on the command line (``--port DEVICE`` or ``--name NAME``)."""
+    if not argv:
+        return VirtioPort(name=wire.PORT_NAME)
+    if len(argv) == 2 and argv[0] == "--port":
+        return VirtioPort(path=argv[1])
+    if len(argv) == 2 and argv[0] == "--name":
+        return VirtioPort(name=argv[1])
+    raise SystemExit(USAGE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python3 -m septa.agent`` and of the guest's launcher."""
+    port = parse_args(sys.argv[1:] if argv is None else argv)
+    system.log(f"septa-agent starting on {port.device()}")
+    Agent(port, on_ready=system.normal_priority).run()
+    return 0

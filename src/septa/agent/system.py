@@ -1,0 +1,53 @@
+"""What the agent asks of the guest system: its name, its uptime, a clean poweroff, a log."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def log(message: str) -> None:
+    """One line to stderr (the journal under systemd). ``logging`` costs boot time."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def hostname() -> str:
+    """The guest's host name."""
+    return os.uname().nodename
+
+
+def uptime() -> float:
+    """Seconds since the guest kernel started (``/proc/uptime``), or -1 if unknown."""
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def normal_priority() -> None:
+    """Drop the boot-time priority (the unit starts the agent with ``Nice=-15`` so that it
+    is READY early while the qube boots); its later children must not inherit it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError as exc:
+        log(f"cannot reset the agent's priority: {exc}")
+
+
+def systemd_is_init() -> bool:
+    """Whether systemd runs as PID 1 (the test of ``sd_booted``)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def poweroff() -> None:
+    """Power the guest off: cleanly through systemd, or at once when systemd is not PID 1."""
+    import subprocess
+
+    command = ["systemctl", "poweroff"] if systemd_is_init() else ["poweroff", "-f"]
+    log("powering off: " + " ".join(command))
+    try:
+        subprocess.run(command, check=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log(f"{' '.join(command)} failed: {exc}; forcing poweroff")
+        subprocess.run(["poweroff", "-f"], check=False, stdin=subprocess.DEVNULL)
