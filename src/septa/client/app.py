@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 
 from .domains import VMCollection
 from .errors import QubesNoSuchPropertyError, QubesValueError
 from .labels import Label, Labels
+from .pools import Pools
 from .properties import Properties
 from .transport import Event, Transport
 from .vm import QubesVM
@@ -25,6 +26,7 @@ class Qubes:
         self.domains = VMCollection(self)
         self.labels = Labels(self)
         self.props = Properties(self, "admin.property.")
+        self.pools = Pools(self)
 
     def call(
         self, dest: str, method: str, arg: str | None = None, payload: bytes | None = None
@@ -36,9 +38,13 @@ class Qubes:
         """A global call (addressed to dom0)."""
         return self.call("dom0", method, arg, payload)
 
-    def events(self) -> Iterator[Event]:
-        """The ``admin.Events`` stream, starting with ``connection-established``."""
-        return self.transport.events("dom0", "admin.Events")
+    def events(self, deadline: float | None = None) -> Generator[Event, None, None]:
+        """The ``admin.Events`` stream, starting with ``connection-established``.
+
+        With a ``deadline`` (a :func:`time.monotonic` value) the stream raises
+        :class:`TimeoutError` once it passes.
+        """
+        return self.transport.events("dom0", "admin.Events", deadline=deadline)
 
     def list_vmclass(self) -> list[str]:
         """Names of the qube classes the daemon can create, sorted."""

@@ -9,7 +9,8 @@ are read incrementally instead and yielded one event at a time.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -154,17 +155,30 @@ class Transport:
         return parse_response(self.call_raw(dest, method, arg, payload))
 
     def events(
-        self, dest: str = "dom0", method: str = "admin.Events", arg: str | None = None
-    ) -> Iterator[Event]:
-        """Yield the events of a stream call until the daemon closes it."""
+        self,
+        dest: str = "dom0",
+        method: str = "admin.Events",
+        arg: str | None = None,
+        deadline: float | None = None,
+    ) -> Generator[Event, None, None]:
+        """Yield the events of a stream call until the daemon closes it.
+
+        With a ``deadline`` (a :func:`time.monotonic` value), :class:`TimeoutError`
+        is raised when no more events arrive before it.
+        """
         with self._connect() as sock:
             self._send(sock, encode_request(dest, method, arg, None))
-            yield from _read_events(sock)
+            yield from _read_events(sock, deadline)
 
 
-def _read_events(sock: socket.socket) -> Iterator[Event]:
+def _read_events(sock: socket.socket, deadline: float | None = None) -> Iterator[Event]:
     reader = _EventReader()
     while True:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no event before the deadline")
+            sock.settimeout(remaining)
         chunk = sock.recv(_READ_SIZE)
         if not chunk:
             reader.finish()

@@ -191,6 +191,14 @@ class QubesVM:
         """Resume a paused qube."""
         self.call_self("admin.vm.Unpause")
 
+    def suspend(self) -> None:
+        """Suspend the qube (S3); the daemon pauses it if it cannot suspend."""
+        self.call_self("admin.vm.Suspend")
+
+    def resume(self) -> None:
+        """Wake a suspended qube."""
+        self.call_self("admin.vm.Resume")
+
     # -- notes and volumes -------------------------------------------------------
 
     def get_notes(self) -> str:

@@ -1,4 +1,9 @@
-"""Volumes of a qube: ``admin.vm.volume.{List,Info,CloneFrom,CloneTo,Import...}``."""
+"""Volumes of a qube: ``admin.vm.volume.{List,Info,ListSnapshots,Revert,Resize,Clear,Set.*...}``.
+
+Data is imported through the qrexec service programs ``admin.vm.volume.Import`` and
+``admin.vm.volume.ImportWithSize`` (they stream the data, which does not fit in one
+Admin API call), as Qubes' client does in dom0.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ from .errors import QubesDaemonCommunicationError
 from .transport import parse_response
 
 IMPORT_SERVICE = "admin.vm.volume.ImportWithSize"
+IMPORT_SERVICE_NO_SIZE = "admin.vm.volume.Import"
+
+#: Volume settings that can be changed (``admin.vm.volume.Set.<name>``).
+SETTABLE = ("rw", "revisions_to_keep", "ephemeral")
 
 
 class VolumeOwner(Protocol):
@@ -94,6 +103,46 @@ class Volume:
         """The volume a snapshot is taken of, if any."""
         return self._field("source")
 
+    @property
+    def ephemeral(self) -> bool:
+        """Whether the volume is encrypted with a key that is thrown away at stop."""
+        return _as_bool(self._field("ephemeral"))
+
+    @property
+    def revisions_to_keep(self) -> int | None:
+        """How many old revisions the pool keeps (-1: snapshots disabled); None if unknown."""
+        text = self._field("revisions_to_keep")
+        return int(text) if text.lstrip("-").isdigit() else None
+
+    def is_outdated(self) -> bool:
+        """Whether a snapshot volume is older than its source."""
+        return _as_bool(self._field("is_outdated"))
+
+    @property
+    def revisions(self) -> list[str]:
+        """Ids of the revisions the volume can be reverted to, oldest first."""
+        return [r for r in self._call("ListSnapshots").decode().split("\n") if r]
+
+    def revert(self, revision: str) -> None:
+        """Go back to an older revision."""
+        self._call("Revert", revision.encode())
+        self._info = None
+
+    def resize(self, size: int) -> None:
+        """Change the volume's size, in bytes."""
+        self._call("Resize", str(size).encode())
+        self._info = None
+
+    def clear_data(self) -> None:
+        """Empty the volume."""
+        self._call("Clear")
+        self._info = None
+
+    def set(self, setting: str, value: str) -> None:
+        """Change one of the :data:`SETTABLE` settings (the daemon checks the value)."""
+        self._call("Set." + setting, value.encode())
+        self._info = None
+
     def __lt__(self, other: Volume) -> bool:
         return (self._vm.name, self._name) < (other._vm.name, other._name)
 
@@ -104,26 +153,43 @@ class Volume:
 
     def import_data_with_size(self, stream: BinaryIO, size: int) -> None:
         """Replace the volume's data with ``size`` bytes read from ``stream``."""
+        self._import(IMPORT_SERVICE, f"{size}\n".encode(), stream)
+
+    def import_data(self, stream: BinaryIO) -> None:
+        """Replace the volume's data with what ``stream`` holds, keeping the volume's size."""
+        self._import(IMPORT_SERVICE_NO_SIZE, b"", stream)
+
+    def _import(self, service_name: str, prefix: bytes, stream: BinaryIO) -> None:
         import shutil  # rarely needed: keep the tools' start-up light
         import subprocess
 
         root = septa.paths.current().root
-        service = root / "etc/qubes-rpc" / IMPORT_SERVICE
+        service = root / "etc/qubes-rpc" / service_name
         if not service.exists():
             raise QubesDaemonCommunicationError("%s not found", str(service))
-        command = [str(service), self._name]
+        # The variables go on the command line (through env) so that sudo keeps them.
+        command = [
+            "env",
+            "QREXEC_REMOTE_DOMAIN=dom0",
+            f"QREXEC_REQUESTED_TARGET={self._vm.name}",
+            str(service),
+            self._name,
+        ]
         if os.geteuid() != 0 and "SEPTA_ROOT" not in os.environ:
             command.insert(0, "sudo")
-        env = dict(os.environ)
-        env.update(QREXEC_REMOTE_DOMAIN="dom0", QREXEC_REQUESTED_TARGET=self._vm.name)
-        with subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        ) as proc:
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as e:
+            raise QubesDaemonCommunicationError(
+                "cannot run %s: %s", str(service), e.strerror or str(e)
+            ) from None
+        with proc:
             assert proc.stdin is not None
             try:
-                proc.stdin.write(f"{size}\n".encode())
+                proc.stdin.write(prefix)
                 shutil.copyfileobj(stream, proc.stdin)
             except BrokenPipeError:
                 pass
             out, _ = proc.communicate()
         parse_response(out)
+        self._info = None

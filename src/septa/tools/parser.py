@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import sys
 from typing import Any, NoReturn
 
 from septa.client.app import Qubes
@@ -84,6 +85,10 @@ class QubesArgumentParser(argparse.ArgumentParser):
     def error_runtime(self, message: object, exit_code: int = 1) -> NoReturn:
         """Exit with ``prog: error: message`` and no usage text (a runtime failure)."""
         self.exit(exit_code, f"{self.prog}: error: {message}\n")
+
+    def print_error(self, message: object) -> None:
+        """Report a failure as ``Error: message`` on stderr and carry on (as Qubes' tools do)."""
+        print("Error:", message, file=sys.stderr)
 
     def vm_names(self, args: argparse.Namespace) -> list[str]:
         """The VMNAME arguments as a list (whatever the nargs shape)."""
