@@ -59,6 +59,11 @@ class Paths:
         return self._at("/etc/qubes/policy.d")
 
     @property
+    def rpc_dir(self) -> Path:
+        """dom0's qrexec services (``/etc/qubes-rpc``)."""
+        return self._at("/etc/qubes-rpc")
+
+    @property
     def legacy_policy_dir(self) -> Path:
         return self._at("/etc/qubes-rpc/policy")
 

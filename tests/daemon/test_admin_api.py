@@ -80,7 +80,10 @@ def test_errors_have_the_client_exception_names(septad: Daemon) -> None:
     assert septad.error("admin.vm.Create.Bogus", payload=b"name=x label=red") == "QubesValueError"
     assert septad.error("admin.nothing") == "ProtocolError"
     assert septad.error("admin.vm.List", payload=b"x") == "ProtocolError"
-    assert septad.error("admin.vm.Start", "work") == "QubesNotImplementedError"
+    assert septad.error("admin.vm.Console", "work") == "QubesNotImplementedError"
+    assert septad.error("admin.vm.Start", "work") == "QubesVMError"
+    assert septad.error("admin.vm.Kill", "work") == "QubesVMNotStartedError"
+    assert septad.error("admin.vm.Start", "dom0") == "ProtocolError"
 
 
 def test_percent_in_messages_is_escaped(septad: Daemon) -> None:

@@ -1,9 +1,12 @@
 """The agent's main loop: introduce itself to the host, then serve control frames.
 
-On every (re)connection of the host it sends HELLO then READY. It answers PING with PONG,
-powers the qube off on SHUTDOWN_REQUEST, re-introduces itself when the host sends HELLO,
-and answers frames it does not serve (yet) with ERROR. A broken frame stream cannot be
-resynchronised, so after a protocol error the agent ignores the host until it reconnects.
+On every (re)connection of the host it sends HELLO at once, and READY as soon as the qube
+has finished booting (``septa-boot-complete.service``: basic.target reached and the
+private volume mounted), so the host knows both when the agent is alive and when the
+qube can run things. It answers PING with PONG (before READY too), powers the qube off
+on SHUTDOWN_REQUEST, re-introduces itself when the host sends HELLO, and answers frames
+it does not serve (yet) with ERROR. A broken frame stream cannot be resynchronised, so
+after a protocol error the agent ignores the host until it reconnects.
 
 Startup time matters (the host waits for READY while the qube boots, under TCG ~15x
 slower than on the host): this module and its imports avoid ``dataclasses``,
@@ -23,11 +26,15 @@ if TYPE_CHECKING:
 
 USAGE = "usage: python3 -m septa.agent [--port DEVICE | --name PORT_NAME]"
 
+#: How often the agent checks for the end of the boot while it has not sent READY.
+BOOT_POLL = 0.1
+
 
 class Agent:
     """One agent serving one port. The system functions are injectable (for tests).
 
-    ``on_ready`` runs after each READY sent (the real agent drops its boot priority).
+    ``boot_complete`` tells whether READY may be sent; ``on_ready`` runs after each READY
+    (the real agent drops its boot priority then).
     """
 
     def __init__(
@@ -37,6 +44,7 @@ class Agent:
         uptime: Callable[[], float] = system.uptime,
         poweroff: Callable[[], None] = system.poweroff,
         log: Callable[[str], None] = system.log,
+        boot_complete: Callable[[], bool] = system.boot_complete,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.port = port
@@ -44,17 +52,28 @@ class Agent:
         self.uptime = uptime
         self.poweroff = poweroff
         self.log = log
+        self.boot_complete = boot_complete
         self.on_ready = on_ready
         self.decoder = wire.FrameDecoder()
+        self.ready_sent = False
 
     def send(self, frame: wire.Frame) -> None:
         """Send one frame to the host."""
         self.port.write(frame.encode())
 
     def introduce(self) -> None:
-        """Send HELLO then READY."""
+        """Send HELLO, then READY if the qube has booted (else :meth:`serve_connection`
+        sends it when it has)."""
         self.send(wire.hello(self.hostname()))
+        self.ready_sent = False
+        self.maybe_ready()
+
+    def maybe_ready(self) -> None:
+        """Send READY once the qube has finished booting."""
+        if self.ready_sent or not self.boot_complete():
+            return
         self.send(wire.json_frame(wire.FrameType.READY, {"uptime": self.uptime()}))
+        self.ready_sent = True
         if self.on_ready is not None:
             self.on_ready()
 
@@ -81,7 +100,10 @@ class Agent:
         self.decoder.reset()
         self.introduce()
         while True:
-            data = self.port.read()
+            data = self.port.read(None if self.ready_sent else BOOT_POLL)
+            if data is None:
+                self.maybe_ready()
+                continue
             if not data:
                 self.log("host disconnected")
                 return
@@ -93,6 +115,7 @@ class Agent:
                 return
             for frame in frames:
                 self.handle(frame)
+            self.maybe_ready()
 
     def drain(self) -> None:
         """Discard input until the host disconnects."""

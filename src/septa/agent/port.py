@@ -50,8 +50,9 @@ class Port:
         """Block until a host is connected to the other end."""
         raise NotImplementedError
 
-    def read(self) -> bytes:
-        """Next bytes from the host; ``b""`` when the host disconnected."""
+    def read(self, timeout: float | None = None) -> bytes | None:
+        """Next bytes from the host; ``b""`` when the host disconnected; ``None`` when
+        ``timeout`` seconds passed without any."""
         raise NotImplementedError
 
     def write(self, data: bytes) -> None:
@@ -127,10 +128,16 @@ class VirtioPort(Port):
                 self.close()
             time.sleep(self.poll_interval)
 
-    def read(self) -> bytes:
-        """Bytes from the host, or ``b""`` when it disconnected or the port went away."""
+    def read(self, timeout: float | None = None) -> bytes | None:
+        """Bytes from the host, ``b""`` when it disconnected or the port went away, or
+        ``None`` after ``timeout`` seconds without input."""
         fd = self._open()
         try:
+            if timeout is not None:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                if not poller.poll(int(timeout * 1000)):
+                    return None
             return os.read(fd, READ_SIZE)
         except OSError as exc:
             if exc.errno != errno.ENODEV:

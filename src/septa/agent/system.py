@@ -40,6 +40,16 @@ def systemd_is_init() -> bool:
     return os.path.isdir("/run/systemd/system")
 
 
+#: Made by ``septa-boot-complete.service`` once the qube has booted (basic.target and the
+#: private volume); /run is a tmpfs, so the file is new every boot.
+BOOT_COMPLETE = "/run/septa/boot-complete"
+
+
+def boot_complete() -> bool:
+    """Whether the qube has finished booting (always, when systemd is not PID 1)."""
+    return os.path.exists(BOOT_COMPLETE) or not systemd_is_init()
+
+
 def poweroff() -> None:
     """Power the guest off: cleanly through systemd, or at once when systemd is not PID 1."""
     import subprocess

@@ -46,7 +46,8 @@ class FrameType:
     #: agent -> host when it (re)connects: JSON {"version", "hostname"};
     #: host -> agent: asks the agent to introduce itself again.
     HELLO = 1
-    #: agent -> host: the agent serves requests. JSON {"uptime": seconds}.
+    #: agent -> host: the qube has finished booting (basic.target reached, private volume
+    #: mounted) and can run things. JSON {"uptime": seconds}. HELLO comes earlier.
     READY = 2
     #: either way; the peer answers PONG with the same channel and payload.
     PING = 3

@@ -16,7 +16,9 @@ from septa.api import (  # noqa: F401 - importing registers the methods
     methods_firewall,
     methods_labels,
     methods_later,
+    methods_power,
     methods_properties,
+    methods_storage,
     methods_vm,
 )
 from septa.api.dispatch import TABLE, MethodTable
@@ -24,9 +26,30 @@ from septa.api.methods_internal import INTERNAL
 from septa.api.server import ApiServer, socket_in_use
 from septa.core import store
 from septa.core.errors import QubesException
+from septa.core.lifecycle import Runtime
+from septa.hypervisor.libvirt_engine import Engine
 
 log = logging.getLogger("septad")
 MISC = MethodTable()
+
+
+DOM0_SERVICES = {
+    "admin.vm.volume.ImportWithSize": "septa.tools.volume_import_service --with-size",
+    "admin.vm.volume.Import": "septa.tools.volume_import_service",
+}
+
+
+def install_dom0_services(paths: septa_paths.Paths) -> None:
+    """The dom0 programs that clients run by path (volume import), pointing at this Python."""
+    paths.rpc_dir.mkdir(parents=True, exist_ok=True)
+    for name, module in DOM0_SERVICES.items():
+        script = f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n'
+        target = paths.rpc_dir / name
+        if not target.exists() or target.read_text() != script:
+            tmp = target.with_name(f".{name}.tmp")
+            tmp.write_text(script)
+            tmp.chmod(0o755)
+            tmp.replace(target)
 
 
 async def serve(stop: asyncio.Event | None = None) -> None:
@@ -35,6 +58,11 @@ async def serve(stop: asyncio.Event | None = None) -> None:
         raise QubesException(f"septad is already running (socket {paths.admin_socket})")
     app = store.load(paths)
     app.load_extensions()
+    install_dom0_services(paths)
+    engine = Engine(paths.root)
+    engine.enable_events(asyncio.get_running_loop())
+    app.runtime = Runtime(app, engine)
+    await app.runtime.recover()
     servers = [
         (ApiServer(app, TABLE, store.save), paths.admin_socket),
         (ApiServer(app, INTERNAL, store.save), paths.internal_socket),

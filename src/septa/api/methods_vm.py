@@ -6,9 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 
-from lxml import etree
-
-from septa.api.dispatch import Call, method
+from septa.api.dispatch import Call, blocking, method
 from septa.core.errors import ProtocolError, QubesValueError
 from septa.core.labels import Label
 from septa.core.vm import VM_CLASSES, AdminVM, BaseVM
@@ -35,7 +33,8 @@ async def vm_list(call: Call) -> str:
     return vm_line(call.dest)
 
 
-def _parse_create_payload(call: Call, in_pool: bool) -> tuple[str, Label, dict[str, str]]:
+def _parse_create_payload(call: Call, in_pool: bool,
+                          ) -> tuple[str, Label, dict[str, str], str | None]:
     fields: dict[str, str] = {}
     pools: dict[str, str] = {}
     for item in call.text_payload().split(" "):
@@ -56,28 +55,23 @@ def _parse_create_payload(call: Call, in_pool: bool) -> tuple[str, Label, dict[s
         raise ProtocolError("Create needs name= and label=")
     if "pool" in fields and pools:
         raise ProtocolError("Use either pool= or pool:<volume>=, not both")
-    if "pool" in fields:
-        pools = {volume: fields["pool"] for volume in _VOLUMES if volume != "kernel"}
-    for pool in pools.values():
+    for pool in [*pools.values(), *([fields["pool"]] if "pool" in fields else [])]:
         if not _POOL_NAME.match(pool):
             raise QubesValueError(f"Invalid pool name {pool!r}")
-    return fields["name"], call.app.labels[fields["label"]], pools
-
-
-def _volume_config(pools: dict[str, str]) -> etree._Element:
-    """The Qubes ``<volume-config>`` element; the storage subsystem reads it."""
-    config = etree.Element("volume-config")
-    for volume, pool in sorted(pools.items()):
-        etree.SubElement(config, "volume", name=volume, pool=pool)
-    return config
+    return fields["name"], call.app.labels[fields["label"]], pools, fields.get("pool")
 
 
 async def _create(call: Call, in_pool: bool) -> str:
-    name, label, pools = _parse_create_payload(call, in_pool)
+    name, label, pools, pool = _parse_create_payload(call, in_pool)
     vm = call.app.create_vm(call.suffix, name, label, template=call.arg or None)
+    try:
+        if pools or pool:
+            vm.storage.plan(pools, pool)
+        await blocking(vm.storage.create)
+    except BaseException:
+        call.app.forget_vm(vm)
+        raise
     vm.tags.add(f"created-by-{call.source}")
-    if pools:
-        vm.unknown_xml.append(_volume_config(pools))
     return ""
 
 
@@ -97,11 +91,6 @@ async def vm_create_in_pool(call: Call) -> str:
 async def vm_remove(call: Call) -> str:
     vm = call.dest
     call.app.remove_vm(vm)
+    await blocking(vm.storage.remove)
     shutil.rmtree(vm.dir_path, ignore_errors=True)
     return ""
-
-
-@method("admin.vm.CurrentState")
-async def vm_current_state(call: Call) -> str:
-    state = call.dest.power_state()
-    return f"mem=0 mem_static_max=0 cputime=0 power_state={state}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Iterator
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from septa.core.errors import (
     QubesValueError,
@@ -22,6 +22,10 @@ from septa.core.events import Emitter, Listener
 from septa.core.labels import Label, Labels
 from septa.core.names import validate_name
 from septa.core.properties import Property, PropertyHolder
+
+if TYPE_CHECKING:
+    from septa.core.lifecycle import Runtime
+
 from septa.core.vm import (
     AdminVM,
     BaseVM,
@@ -32,6 +36,7 @@ from septa.core.vm import (
     validate_class,
 )
 from septa.paths import Paths
+from septa.storage import Pool, default_pools
 
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 MAX_QID = 254 * 256
@@ -152,14 +157,19 @@ class Qubes(PropertyHolder):
         self.domains = VMCollection()
         self.unknown_xml: list[Any] = []
         self.extensions: list[Any] = []
+        self.pools: dict[str, Pool] = {}
+        self.runtime: Runtime | None = None
 
     def __str__(self) -> str:
         return "dom0"
 
     def setup_defaults(self) -> None:
-        """A fresh registry: the 8 labels and dom0."""
+        """A fresh registry: the 8 labels, dom0 and the default storage pools."""
         self.labels.add_defaults()
         self.ensure_dom0()
+        for pool in default_pools(self.paths):
+            pool.setup()
+            self.pools[pool.name] = pool
 
     def ensure_dom0(self) -> None:
         if "dom0" not in self.domains:
@@ -207,7 +217,11 @@ class Qubes(PropertyHolder):
     def create_vm(self, klass: str, name: str, label: Label | str,
                   template: BaseVM | str | None = None,
                   properties: dict[str, str] | None = None) -> BaseVM:
-        """Create a qube; on any error nothing is added."""
+        """Create a qube in the registry; on any error nothing is added.
+
+        Its volumes are planned (``vm.storage``) but not made: the caller creates them
+        (blocking work) and calls :meth:`forget_vm` if that fails.
+        """
         cls = validate_class(klass)
         validate_name(name)
         if name in self.domains:
@@ -230,9 +244,16 @@ class Qubes(PropertyHolder):
             if vm.property_def(prop).write_once and prop in ("name", "qid", "uuid"):
                 raise QubesValueError(f"Property {prop} cannot be set at creation")
             vm.set(prop, vm.parse(prop, text), loading=True)
+        vm.storage.plan()
         self._attach(vm)
         self.fire_event("domain-add", vm=vm)
         return vm
+
+    def forget_vm(self, vm: BaseVM) -> None:
+        """Take a qube out of the registry without checks (undoing a failed creation)."""
+        vm.remove_listener(self._forward)
+        self.domains.discard(vm)
+        self.fire_event("domain-delete", vm=vm)
 
     def users_of(self, vm: BaseVM) -> list[str]:
         """Who still uses ``vm``: ``"<qube>.<property>"`` or ``"global <property>"`` entries."""
@@ -266,6 +287,4 @@ class Qubes(PropertyHolder):
         if users:
             raise QubesVMInUseError(f"VM {vm.name} is in use: " + ", ".join(users))
         self.fire_event("domain-pre-delete", vm=vm)
-        vm.remove_listener(self._forward)
-        self.domains.discard(vm)
-        self.fire_event("domain-delete", vm=vm)
+        self.forget_vm(vm)

@@ -78,6 +78,10 @@ class QubesVMNotRunningError(QubesVMNotStartedError):
     """The qube is not running."""
 
 
+class QubesVMShutdownTimeout(QubesVMError):
+    """The qube did not shut down within its shutdown_timeout."""
+
+
 class QubesFeatureNotFoundError(QubesException, KeyError):
     """The qube has no such feature (nor its template / netvm / dom0 where asked)."""
 

@@ -26,6 +26,7 @@ from septa.core.labels import Label
 from septa.core.properties import PropertyHolder, serialize
 from septa.core.vm import VM_CLASSES, AdminVM, BaseVM
 from septa.paths import Paths
+from septa.storage import Pool, default_pools
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,14 @@ def _from_xml(app: Qubes, root: Any) -> None:
             for lab in node.iterchildren("label"):
                 index = int(str(lab.get("id", "label-0")).removeprefix("label-"))
                 app.labels.add(Label(index, lab.get("color", "0x000000"), (lab.text or "").strip()))
+        elif node.tag == "pools":
+            _load_pools(app, node)
         elif node.tag not in ("properties", "domains"):
             app.unknown_xml.append(node)
+    if not app.pools:
+        for pool in default_pools(app.paths):
+            pool.setup()
+            app.pools[pool.name] = pool
     if not len(app.labels):
         app.labels.add_defaults()
     domains = root.find("domains")
@@ -107,10 +114,40 @@ def _from_xml(app: Qubes, root: Any) -> None:
         for tag in node.findall("tags/tag"):
             vm.tags.load(tag.get("name"))
         vm.unknown_xml = [child for child in node.iterchildren(tag=etree.Element)
-                          if child.tag not in ("properties", "features", "tags")]
+                          if child.tag not in ("properties", "features", "tags",
+                                               "volume-config")]
+        config = node.find("volume-config")
+        if config is not None:
+            vm.storage.load_xml(config)
         notes = vm.dir_path / "notes.txt"
         if notes.exists():
             vm.notes = notes.read_text(encoding="utf-8", errors="replace")
+
+
+def _load_pools(app: Qubes, node: Any) -> None:
+    """Pools with a driver we have become pool objects; the others are kept as written."""
+    kept = etree.Element("pools")
+    for element in node.iterchildren("pool"):
+        try:
+            pool = Pool.from_xml(element)
+        except QubesException as exc:
+            log.warning("keeping pool %s as it is: %s", element.get("name"), exc)
+            kept.append(element)
+            continue
+        app.pools[pool.name] = pool
+    if len(kept):
+        app.unknown_xml.append(kept)
+
+
+def _pools_xml(app: Qubes) -> Any:
+    node = etree.Element("pools")
+    for name in sorted(app.pools):
+        node.append(app.pools[name].to_xml())
+    for unknown in app.unknown_xml:
+        if unknown.tag == "pools":
+            for element in unknown:
+                node.append(copy.deepcopy(element))
+    return node
 
 
 def _load_properties(holder: PropertyHolder, node: Any) -> None:
@@ -152,6 +189,8 @@ def _domain_xml(vm: BaseVM) -> Any:
     tags = etree.SubElement(node, "tags")
     for tag in vm.tags:
         etree.SubElement(tags, "tag", name=tag)
+    if vm.storage.configs:
+        node.append(vm.storage.to_xml())
     for unknown in vm.unknown_xml:
         node.append(copy.deepcopy(unknown))
     return node
@@ -174,8 +213,9 @@ def to_xml(app: Qubes) -> bytes:
     for label in app.labels:
         node = etree.SubElement(labels, "label", id=f"label-{label.index}", color=label.color)
         node.text = label.name
+    root.append(_pools_xml(app))
     for unknown in app.unknown_xml:
-        if unknown.tag != "domain":
+        if unknown.tag not in ("domain", "pools"):
             root.append(copy.deepcopy(unknown))
     root.append(_properties_xml(app))
     etree.SubElement(root, "domains").text = "@DOMAINS@"

@@ -17,6 +17,7 @@ from septa.core.errors import QubesPropertyValueError, QubesValueError
 from septa.core.features import Features, Tags
 from septa.core.names import validate_name
 from septa.core.properties import Property, PropertyHolder
+from septa.core.volumes import QubeStorage
 
 if TYPE_CHECKING:
     from septa.core.app import Qubes
@@ -190,6 +191,7 @@ class BaseVM(PropertyHolder):
         self.tags = Tags(self)
         self.notes = ""
         self.unknown_xml: list[Any] = []
+        self.storage = QubeStorage(self)
         for prop, value in (("name", name), ("qid", qid), ("uuid", uuid)):
             self.set(prop, value, loading=True)
 
@@ -235,7 +237,8 @@ class BaseVM(PropertyHolder):
         return self.app.paths.qubes_base / self.dir_name / self.name
 
     def power_state(self) -> str:
-        return "Halted"
+        runtime = self.app.runtime
+        return runtime.power_state(self) if runtime is not None else "Halted"
 
 
 class AdminVM(BaseVM):

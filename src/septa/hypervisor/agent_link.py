@@ -125,6 +125,11 @@ class AgentLink:
         await asyncio.wait_for(future, timeout)
         return time.monotonic() - start
 
+    def request_hello(self) -> None:
+        """Ask the agent to introduce itself again (after the host reconnected)."""
+        self._ready.clear()
+        self.send(Frame(FrameType.HELLO))
+
     def request_shutdown(self) -> None:
         self.send(Frame(FrameType.SHUTDOWN_REQUEST))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from septa.hypervisor.spec import AGENT_PORT, DomainSpec
+from septa.hypervisor.spec import AGENT_PORT, DiskSpec, DomainSpec
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None,
@@ -21,7 +21,8 @@ def domain_xml(spec: DomainSpec) -> str:
     dom = etree.Element("domain", type="kvm" if kvm else "qemu")
     _sub(dom, "name", spec.name)
     _sub(dom, "uuid", spec.uuid)
-    _sub(dom, "memory", str(max(spec.maxmem_mib, spec.memory_mib)), unit="MiB")
+    # no balloon yet (qmemman's job): the qube gets its initial memory, maxmem is unused
+    _sub(dom, "memory", str(spec.memory_mib), unit="MiB")
     _sub(dom, "currentMemory", str(spec.memory_mib), unit="MiB")
     _sub(dom, "vcpu", str(spec.vcpus))
     os_node = _sub(dom, "os")
@@ -45,16 +46,13 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(dom, "on_crash", "destroy")
     devices = _sub(dom, "devices")
     for disk in spec.disks:
-        node = _sub(devices, "disk", type="file", device="disk")
-        _sub(node, "driver", name="qemu", type=disk.format, cache="writeback",
-             discard="unmap")
-        _sub(node, "source", file=str(disk.path))
-        _sub(node, "target", dev=disk.target, bus="virtio")
-        if disk.readonly:
-            _sub(node, "readonly")
+        devices.append(_disk(disk))
     _sub(devices, "controller", type="virtio-serial", index="0")
     channel = _sub(devices, "channel", type="unix")
-    _sub(channel, "source", mode="bind", path=str(spec.agent_socket))
+    if spec.agent_socket is None:
+        _sub(channel, "source", mode="bind")
+    else:
+        _sub(channel, "source", mode="bind", path=str(spec.agent_socket))
     _sub(channel, "target", type="virtio", name=AGENT_PORT)
     console = _sub(devices, "console", type="pty")
     _sub(console, "log", file=str(spec.console_log), append="on")
@@ -62,6 +60,25 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(devices, "memballoon", model="none")
     _sub(devices, "rng", model="virtio").append(_backend_random())
     return etree.tostring(dom, pretty_print=True, encoding="unicode")
+
+
+def _disk(disk: DiskSpec) -> etree._Element:
+    attr = "dev" if disk.source_type == "block" else "file"
+    node = etree.Element("disk", type=disk.source_type, device="disk")
+    _sub(node, "driver", name="qemu", type=disk.format, cache="writeback", discard="unmap")
+    _sub(node, "source", **{attr: str(disk.path)})
+    parent = node
+    for path, fmt in disk.backing:
+        store = _sub(parent, "backingStore", type="file")
+        _sub(store, "format", type=fmt)
+        _sub(store, "source", file=path)
+        parent = store
+    if disk.format == "qcow2" or disk.backing:
+        _sub(parent, "backingStore")
+    _sub(node, "target", dev=disk.target, bus="virtio")
+    if disk.readonly:
+        _sub(node, "readonly")
+    return node
 
 
 def _backend_random() -> etree._Element:

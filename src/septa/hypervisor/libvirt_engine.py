@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+from lxml import etree
 
 from septa.core.errors import QubesVMError
 from septa.hypervisor.domain_xml import domain_xml
-from septa.hypervisor.spec import DomainSpec
+from septa.hypervisor.spec import AGENT_PORT, DomainSpec
 
 log = logging.getLogger(__name__)
 DEFAULT_URI = "qemu:///system"
@@ -186,12 +187,19 @@ class Engine:
             raise QubesVMError(f"Failed to read the state of {vm_name}: {exc}") from exc
         return DomainStats(memory, maxmem, cputime, vcpus)
 
+    def _live_xml_value(self, vm_name: str, xpath: str, what: str) -> str:
+        xml = etree.fromstring(self._domain(vm_name).XMLDesc(0).encode())
+        value = xml.xpath(f"string({xpath})")
+        if not value:
+            raise QubesVMError(f"{vm_name} has no {what}")
+        return str(value)
+
     def console_pty(self, vm_name: str) -> str:
         """The host pty of the qube's console (for ``admin.vm.Console`` / qvm-console)."""
-        from lxml import etree
+        return self._live_xml_value(vm_name, "devices/console/source/@path", "console")
 
-        xml = etree.fromstring(self._domain(vm_name).XMLDesc(0).encode())
-        path = xml.xpath("string(devices/console/source/@path)")
-        if not path:
-            raise QubesVMError(f"{vm_name} has no console")
-        return str(path)
+    def agent_socket(self, vm_name: str) -> Path:
+        """The host end of the agent's virtio-serial port (a path libvirt chose)."""
+        return Path(self._live_xml_value(
+            vm_name, f"devices/channel[target/@name='{AGENT_PORT}']/source/@path",
+            "agent channel"))

@@ -10,12 +10,19 @@ AGENT_PORT = "org.septa.agent.0"
 
 @dataclass(frozen=True)
 class DiskSpec:
-    """One virtio-blk disk: ``target`` is the guest device name (vda, vdb ...)."""
+    """One virtio-blk disk: ``target`` is the guest device name (vda, vdb ...).
+
+    ``source_type`` is ``file`` or ``block``; ``backing`` is the qcow2 chain below
+    ``path`` (nearest first) as (path, format) pairs, given to libvirt explicitly so that
+    it labels every image of the chain for the unprivileged QEMU.
+    """
 
     path: Path
     target: str
     format: str = "raw"
     readonly: bool = False
+    source_type: str = "file"
+    backing: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class DomainSpec:
     initrd: Path | None
     cmdline: str
     disks: tuple[DiskSpec, ...]
-    agent_socket: Path
+    agent_socket: Path | None
     console_log: Path
     accel: str = "tcg"
     virt_mode: str = "pvh"

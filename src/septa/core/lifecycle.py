@@ -1,0 +1,277 @@
+"""Running qubes: start, shutdown, kill, pause, unpause, and noticing a qube that stops.
+
+The order of a start is: checks, volumes started (snapshots taken), the domain created,
+the agent's READY awaited within ``qrexec_timeout``. Any failure undoes what was done
+(domain killed, volumes stopped) and reports the tail of the console log. A domain
+that stops for any reason (shutdown, kill, crash, poweroff inside) is noticed through
+the engine's lifecycle events: its volumes are stopped once and ``domain-shutdown`` fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from septa.core.errors import (
+    QubesException,
+    QubesVMError,
+    QubesVMNotHaltedError,
+    QubesVMNotStartedError,
+    QubesVMShutdownTimeout,
+)
+from septa.hypervisor.accel import choose_accel
+from septa.hypervisor.agent_link import AgentLink
+from septa.hypervisor.console import console_tail
+from septa.hypervisor.libvirt_engine import DomainStats, Engine
+from septa.hypervisor.spec import DiskSpec, DomainSpec
+from septa.storage.kernel import KernelPool
+
+if TYPE_CHECKING:
+    from septa.core.app import Qubes
+    from septa.core.vm import BaseVM
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RUNNING_STATES = ("Running", "Paused", "Transient", "Halting")
+
+
+class Runtime:
+    """The running side of a registry: one engine, one agent link per running qube."""
+
+    def __init__(self, app: Qubes, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+        self.states: dict[str, str] = {}
+        self.links: dict[str, AgentLink] = {}
+        self._starting: set[str] = set()
+        self._halted: dict[str, asyncio.Event] = {}
+        engine.on_lifecycle(self._on_lifecycle)
+
+    # ----- helpers ------------------------------------------------------------------
+
+    async def _blocking(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    def power_state(self, vm: BaseVM) -> str:
+        return self.states.get(vm.name, "Halted")
+
+    def runtime_dir(self, vm: BaseVM) -> Path:
+        return self.app.paths.runtime_dir / vm.name
+
+    def console_log(self, vm: BaseVM) -> Path:
+        return self.app.paths.log_dir / f"console-{vm.name}.log"
+
+    def _halted_event(self, name: str) -> asyncio.Event:
+        return self._halted.setdefault(name, asyncio.Event())
+
+    # ----- recovery after a daemon restart ------------------------------------------
+
+    async def recover(self) -> None:
+        """Adopt qubes that kept running while the daemon was away; stop stale volumes."""
+        try:
+            running = set(await self._blocking(self.engine.running))
+        except QubesException as exc:
+            log.warning("no hypervisor: %s (qubes cannot start until it is there)", exc)
+            return
+        for vm in self.app.domains:
+            if vm.name in running:
+                self.states[vm.name] = await self._blocking(self.engine.state, vm.name)
+                asyncio.get_running_loop().create_task(self._reconnect(vm))
+            elif type(vm).__name__ != "AdminVM":
+                with contextlib.suppress(QubesException):
+                    await self._blocking(self._stop_running_volumes, vm)
+
+    @staticmethod
+    def _stop_running_volumes(vm: BaseVM) -> None:
+        if any(v.is_running() for n, v in vm.storage.volumes.items() if n != "kernel"):
+            vm.storage.stop()
+
+    async def _reconnect(self, vm: BaseVM) -> None:
+        link = AgentLink(vm.name, self.engine.agent_socket(vm.name))
+        try:
+            await link.connect(10)
+            link.request_hello()
+            await link.wait_ready(vm.get("qrexec_timeout"))
+        except (QubesException, TimeoutError, OSError) as exc:
+            log.warning("%s: agent did not answer after a daemon restart: %s", vm.name, exc)
+            await link.close()
+            return
+        self.links[vm.name] = link
+
+    # ----- start --------------------------------------------------------------------
+
+    def _check_can_start(self, vm: BaseVM) -> None:
+        if type(vm).__name__ == "AdminVM" or self.power_state(vm) != "Halted":
+            raise QubesVMNotHaltedError(f"Domain is running: {vm.name}")
+        if type(vm).__name__ == "TemplateVM":
+            users = [other.name for other in self.app.domains
+                     if other.template_or_none() is vm and self.power_state(other) != "Halted"]
+            if users:
+                raise QubesVMError(f"Cannot start template {vm.name} while qubes based on it "
+                                   f"run: {', '.join(sorted(users))}")
+        template = vm.template_or_none()
+        if template is not None and type(template).__name__ == "AppVM":
+            inner = template.template_or_none()
+            if inner is not None and self.power_state(inner) != "Halted":
+                raise QubesVMError(f"Cannot start {vm.name} while its template's template "
+                                   f"{inner.name} runs")
+
+    def _domain_spec(self, vm: BaseVM, accel: str) -> DomainSpec:
+        kernel = vm.get_or("kernel", "") or ""
+        vmlinuz = initrd = None
+        if kernel:
+            pool = vm.storage.pool_of("kernel") if "kernel" in vm.storage.configs else None
+            if not isinstance(pool, KernelPool):
+                raise QubesVMError(f"{vm.name}: no kernel pool to boot kernel {kernel}")
+            vmlinuz, initrd = pool.kernel_files(kernel)
+        elif vm.get("virt_mode") != "hvm":
+            raise QubesVMError(f"{vm.name} has no kernel to boot: set its kernel property (or "
+                               "default_kernel), or virt_mode=hvm to boot from its own disk")
+        cmdline = vm.get("kernelopts")
+        if vm.get("debug"):
+            cmdline += " debug"
+        disks = tuple(
+            DiskSpec(Path(device.path), target, device.format, device.readonly,
+                     device.source_type, tuple((b.path, b.format) for b in device.backing))
+            for target, device in vm.storage.disks())
+        memory = vm.get("memory")
+        return DomainSpec(
+            name=self.engine.domain_name(vm.name), uuid=vm.uuid, memory_mib=memory,
+            maxmem_mib=max(memory, vm.get("maxmem") or memory), vcpus=vm.get("vcpus"),
+            kernel=vmlinuz, initrd=initrd, cmdline=cmdline, disks=disks,
+            agent_socket=None, console_log=self.console_log(vm), accel=accel,
+            virt_mode=vm.get("virt_mode"))
+
+    async def start(self, vm: BaseVM) -> None:
+        self._check_can_start(vm)
+        name = vm.name
+        self._starting.add(name)
+        self.states[name] = "Transient"
+        self._halted_event(name).clear()
+        vm.fire_event("domain-pre-start")
+        volumes_started = domain_created = False
+        link: AgentLink | None = None
+        try:
+            await self._blocking(vm.storage.start)
+            volumes_started = True
+            self.console_log(vm).parent.mkdir(parents=True, exist_ok=True)
+            kernel_files = self._domain_spec(vm, "tcg").kernel
+            accel = (await self._blocking(choose_accel, kernel_files)
+                     if kernel_files is not None else "tcg")
+            spec = self._domain_spec(vm, accel)
+            await self._blocking(self.engine.start, spec)
+            domain_created = True
+            link = AgentLink(name, await self._blocking(self.engine.agent_socket, name))
+            await link.connect(30)
+            timeout = vm.get("qrexec_timeout")
+            try:
+                await link.wait_ready(timeout)
+            except TimeoutError:
+                raise QubesVMError(
+                    f"Cannot connect to the agent of {name} within {timeout} seconds "
+                    f"(qrexec_timeout). Console log tail:\n"
+                    f"{console_tail(self.console_log(vm))}") from None
+        except BaseException as exc:
+            if link is not None:
+                await link.close()
+            if domain_created:
+                with contextlib.suppress(QubesException):
+                    await self._blocking(self.engine.kill, name)
+            if volumes_started:
+                with contextlib.suppress(QubesException):
+                    await self._blocking(vm.storage.stop)
+            self.states.pop(name, None)
+            self._starting.discard(name)
+            self._halted_event(name).set()
+            if isinstance(exc, QubesException) or not isinstance(exc, Exception):
+                raise
+            raise QubesVMError(f"Failed to start {name}: {exc}") from exc
+        self._starting.discard(name)
+        self.links[name] = link
+        self.states[name] = "Running"
+        vm.fire_event("domain-start")
+
+    # ----- stop ---------------------------------------------------------------------
+
+    def _check_running(self, vm: BaseVM) -> None:
+        if type(vm).__name__ == "AdminVM":
+            raise QubesVMError("dom0 cannot be stopped, paused or killed")
+        if self.power_state(vm) not in RUNNING_STATES:
+            raise QubesVMNotStartedError(f"Domain is powered off: {vm.name}")
+
+    async def shutdown(self, vm: BaseVM, *, force: bool = False, wait: bool = False,
+                       timeout: float | None = None) -> None:
+        self._check_running(vm)
+        vm.fire_event("domain-pre-shutdown", force=force)
+        link = self.links.get(vm.name)
+        if link is not None and link.ready:
+            link.request_shutdown()
+        else:
+            await self._blocking(self.engine.shutdown_acpi, vm.name)
+        if self.power_state(vm) == "Running":
+            self.states[vm.name] = "Halting"
+        if wait:
+            limit = timeout if timeout is not None else vm.get("shutdown_timeout")
+            try:
+                await asyncio.wait_for(self._halted_event(vm.name).wait(), limit)
+            except TimeoutError:
+                raise QubesVMShutdownTimeout(
+                    f"Domain {vm.name} did not shut down within {limit} seconds") from None
+
+    async def kill(self, vm: BaseVM) -> None:
+        self._check_running(vm)
+        await self._blocking(self.engine.kill, vm.name)
+        await asyncio.wait_for(self._halted_event(vm.name).wait(), 60)
+
+    async def pause(self, vm: BaseVM) -> None:
+        if self.power_state(vm) != "Running":
+            raise QubesVMNotStartedError(f"Domain is not running: {vm.name}")
+        await self._blocking(self.engine.pause, vm.name)
+        self.states[vm.name] = "Paused"
+        vm.fire_event("domain-paused")
+
+    async def unpause(self, vm: BaseVM) -> None:
+        if self.power_state(vm) != "Paused":
+            raise QubesVMError(f"Domain is not paused: {vm.name}")
+        await self._blocking(self.engine.unpause, vm.name)
+        self.states[vm.name] = "Running"
+        vm.fire_event("domain-unpaused")
+
+    async def stats(self, vm: BaseVM) -> DomainStats | None:
+        if self.power_state(vm) not in RUNNING_STATES or vm.name in self._starting:
+            return None
+        try:
+            return await self._blocking(self.engine.stats, vm.name)
+        except QubesVMError:
+            return None
+
+    # ----- lifecycle events from the engine -----------------------------------------
+
+    def _on_lifecycle(self, name: str, kind: str) -> None:
+        if kind in ("stopped", "crashed") and name not in self._starting \
+                and name in self.states:
+            asyncio.get_running_loop().create_task(self._domain_stopped(name, kind))
+
+    async def _domain_stopped(self, name: str, kind: str) -> None:
+        if self.states.get(name) == "Dying":
+            return
+        self.states[name] = "Dying"
+        link = self.links.pop(name, None)
+        if link is not None:
+            await link.close()
+        try:
+            vm = self.app.domains[name]
+        except KeyError:
+            self.states.pop(name, None)
+            return
+        try:
+            await self._blocking(vm.storage.stop)
+        except QubesException as exc:
+            log.error("%s: stopping its volumes failed: %s", name, exc)
+        self.states.pop(name, None)
+        self._halted_event(name).set()
+        vm.fire_event("domain-shutdown", reason=kind)
