@@ -380,4 +380,4 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.delenv("SEPTA_CACHE", raising=False)
     assert builder.default_cache_dir() == Path("/var/cache/septa/templates")
     monkeypatch.setenv("SEPTA_CACHE", str(tmp_path))
-    assert builder.default_cache_dir() == tmp_path
+    assert builder.default_cache_dir() == tmp_path / "templates"

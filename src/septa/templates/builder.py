@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from septa import paths as septa_paths
+
 from . import guestfiles, initrd
 from .backends import get_backend
 from .buildlog import BuildError, BuildLog, ProgressFn
@@ -35,7 +37,6 @@ INITRD = "initrd.img"
 MANIFEST = "manifest.json"
 BUILD_LOG = "build.log"
 OUTPUTS = (ROOT_IMAGE, KERNEL, INITRD, BUILD_LOG)
-DEFAULT_CACHE = Path("/var/cache/septa/templates")
 
 #: Share of each stage in the whole build, for the progress callback.
 STAGES = {"prepare": 1.0, "bootstrap": 32.0, "customize": 4.0, "image": 3.0, "finish": 0.5}
@@ -92,8 +93,8 @@ class TemplateImage:
 
 
 def default_cache_dir() -> Path:
-    """``$SEPTA_CACHE``, or ``/var/cache/septa/templates``."""
-    return Path(os.environ.get("SEPTA_CACHE") or DEFAULT_CACHE)
+    """``templates/`` in Septa's cache (``$SEPTA_CACHE``, else /var/cache/septa)."""
+    return septa_paths.cache_dir() / "templates"
 
 
 def _mounts_under(path: Path) -> list[str]:
