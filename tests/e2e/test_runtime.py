@@ -57,12 +57,9 @@ def test_a_qube_that_dies_is_noticed(qubes: Qubes) -> None:
         sock.connect(str(qubes.daemon.paths.admin_socket))
         sock.sendall(request("admin.Events", name))
         sock.shutdown(socket.SHUT_WR)
-        domain = next(line.split()[1] for line in subprocess.run(
-            ["virsh", "-c", "qemu:///system", "list", "--name", "--all"],
-            capture_output=True, text=True, check=True).stdout.splitlines()[:0]
-            or [("x " + d) for d in subprocess.run(
-                ["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True,
-                text=True, check=True).stdout.split() if d.endswith("-" + name)])
+        running = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        domain = next(d for d in running if d.startswith("septa-") and d.endswith("-" + name))
         subprocess.run(["virsh", "-c", "qemu:///system", "destroy", domain], check=True,
                        capture_output=True)
         buf = b""
