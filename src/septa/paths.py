@@ -55,6 +55,11 @@ class Paths:
         return self._at("/run/qubes")
 
     @property
+    def qrexec_socket(self) -> Path:
+        """septad's socket for calls from dom0 into qubes (``qrexec-client``, ``qvm-run``)."""
+        return self.runtime_dir / "qrexec.sock"
+
+    @property
     def policy_dir(self) -> Path:
         return self._at("/etc/qubes/policy.d")
 

@@ -14,6 +14,10 @@ import os
 import select
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from socket import socket as _Socket
+
 #: How long to sleep between checks while the host side is disconnected.
 POLL_INTERVAL = 0.2
 #: Longest sleep between attempts to open a port device that does not exist (yet).
@@ -152,3 +156,32 @@ class VirtioPort(Port):
         while view:
             written = os.write(fd, view)
             view = view[written:]
+
+
+class SocketPort(Port):
+    """A connected stream socket as the port: one host connection, for tests and for
+    running the agent outside a qube. Closing the socket's far end is the disconnection."""
+
+    def __init__(self, sock: _Socket) -> None:
+        self.sock = sock
+
+    def wait_connected(self) -> None:
+        """The socket is connected already."""
+
+    def read(self, timeout: float | None = None) -> bytes | None:
+        """Bytes from the host, ``b""`` at EOF or on an error, ``None`` after ``timeout``."""
+        try:
+            if timeout is not None:
+                ready, _, _ = select.select([self.sock], [], [], timeout)
+                if not ready:
+                    return None
+            return self.sock.recv(READ_SIZE)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``; nothing when the host has gone (the next read says so)."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass

@@ -5,10 +5,34 @@ side) and in the guest (Python 3.11, standard library only).
 
 A frame is ``type:u8 | channel:u32 | length:u32 | payload`` in network byte order, so the
 header is 9 bytes and the payload at most :data:`MAX_PAYLOAD` bytes. Channel 0 is the
-control channel (HELLO, READY, PING/PONG, SHUTDOWN_REQUEST). Channels 1 and up carry the
-later multiplexed calls: the host opens one with OPEN, both sides send DATA, signal the
-end of their input with EOF, the agent reports the exit status with EXIT, and WINDOW
-grants the peer more bytes of DATA (flow control, as qrexec does with its windows).
+control channel (HELLO, READY, PING/PONG, SHUTDOWN_REQUEST).
+
+Calls (the base of qrexec) use channels 1 and up, one call per channel, many at once:
+
+- The host picks a free channel and sends OPEN with a JSON request (see
+  :mod:`septa.agent.request`). A request the agent refuses gets one ERROR on that channel
+  and the channel is free again; no other frame follows.
+- Three byte streams travel on the channel: the process's stdin (host -> agent, DATA),
+  its stdout (agent -> host, DATA) and its stderr (agent -> host, DATA_ERR). The end of a
+  stream is EOF (stdin, stdout) or EOF_ERR (stderr). The agent closes the process's stdin
+  at EOF (after writing what it received).
+- Flow control, per stream and per direction: at OPEN each receiver has implicitly granted
+  the sender :data:`INITIAL_WINDOW` bytes (the agent for stdin; the host for stdout and for
+  stderr). A sender never sends more DATA / DATA_ERR bytes than it has been granted; the
+  receiver grants more with WINDOW (stdin, stdout) or WINDOW_ERR (stderr), payload u32,
+  as its consumer takes the bytes, so neither side buffers more than its grants.
+- The call ends when the process has exited and both stdout and stderr have reached EOF
+  (both EOF frames sent): the agent sends EXIT {"status": n} (n = 128 + signal number when
+  a signal killed the process) and forgets the channel; the host forgets it on EXIT.
+  A service that does not exist ends with a one-line message on stderr and status 127.
+- CLOSE (host -> agent) aborts a call: the agent kills the process (its session), stops
+  reading its output and still answers EXIT once it has reaped it. When the host breaks
+  the protocol on a running call (e.g. sends more stdin than granted), the agent answers
+  ERROR and aborts the call the same way; the host gives up the call at that ERROR.
+  Frames on channels that are not open are ignored.
+- Stdin the process does not read any more (it closed its stdin) is discarded, and still
+  granted, so the host's writer never blocks on a process that stopped reading.
+- When the host disconnects, the agent kills every running call.
 
 The guest imports this module while the qube boots, where Python runs ~15x slower than
 on the host (TCG) and every imported module counts: it needs only ``struct`` at import
@@ -31,6 +55,9 @@ PORT_NAME = "org.septa.agent.0"
 
 #: Largest payload of one frame (64 KiB, the size of qrexec's data chunks).
 MAX_PAYLOAD = 65536
+
+#: Bytes of each call stream a receiver grants its sender at OPEN, without a WINDOW frame.
+INITIAL_WINDOW = 256 * 1024
 
 #: The control channel; calls use channels 1..MAX_CHANNEL.
 CONTROL_CHANNEL = 0
@@ -58,16 +85,23 @@ class FrameType:
     ERROR = 6
     #: host -> agent: start a call on a new channel (JSON request).
     OPEN = 16
-    #: either way: bytes of a call's stdin / stdout.
+    #: host -> agent: bytes for the call's stdin; agent -> host: bytes of its stdout.
     DATA = 17
-    #: either way: no more DATA from this side on this channel.
+    #: host -> agent: the end of stdin; agent -> host: the end of stdout.
     EOF = 18
-    #: agent -> host: the call ended; JSON {"status": int}.
+    #: agent -> host: the call ended; JSON {"status": int}. The last frame of a call.
     EXIT = 19
-    #: either way: payload u32, how many more DATA bytes the sender of WINDOW accepts.
+    #: either way: payload u32, how many more DATA bytes the sender of WINDOW accepts
+    #: (host -> agent: of stdout; agent -> host: of stdin).
     WINDOW = 20
-    #: either way: forget the channel.
+    #: host -> agent: abort the call (kill the process); the agent still answers EXIT.
     CLOSE = 21
+    #: agent -> host: bytes of the call's stderr.
+    DATA_ERR = 22
+    #: agent -> host: the end of stderr.
+    EOF_ERR = 23
+    #: host -> agent: payload u32, how many more DATA_ERR bytes the host accepts.
+    WINDOW_ERR = 24
 
 
 TYPE_NAMES = {
@@ -197,9 +231,17 @@ def hello(hostname: str) -> Frame:
     return json_frame(FrameType.HELLO, {"version": PROTOCOL_VERSION, "hostname": hostname})
 
 
-def window(channel: int, grant: int) -> Frame:
-    """A WINDOW frame granting ``grant`` more bytes on ``channel``."""
-    return Frame(FrameType.WINDOW, channel, struct.pack("!I", grant))
+def window(channel: int, grant: int, frame_type: int = FrameType.WINDOW) -> Frame:
+    """A WINDOW (or WINDOW_ERR) frame granting ``grant`` more bytes on ``channel``."""
+    return Frame(frame_type, channel, struct.pack("!I", grant))
+
+
+def window_grant(frame: Frame) -> int:
+    """The number of bytes a WINDOW or WINDOW_ERR frame grants."""
+    if len(frame.payload) != 4:
+        raise FrameError(f"frame {frame.name} needs a 4-byte payload, not {len(frame.payload)}")
+    grant: int = struct.unpack("!I", frame.payload)[0]
+    return grant
 
 
 class FrameDecoder:

@@ -23,6 +23,7 @@ from septa.api import (  # noqa: F401 - importing registers the methods
 )
 from septa.api.dispatch import TABLE, MethodTable
 from septa.api.methods_internal import INTERNAL
+from septa.api.qrexec_server import QrexecServer
 from septa.api.server import ApiServer, socket_in_use
 from septa.core import store
 from septa.core.errors import QubesException
@@ -70,6 +71,8 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     ]
     for server, path in servers:
         await server.start(path)
+    qrexec = QrexecServer(app)
+    await qrexec.start(paths.qrexec_socket)
     log.info("septad serving on %s (%d qubes)", paths.admin_socket, len(app.domains))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,6 +81,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
+        await qrexec.close()
         for server, path in servers:
             await server.close()
             with contextlib.suppress(FileNotFoundError):

@@ -28,6 +28,7 @@ from septa.hypervisor.agent_link import AgentLink
 from septa.hypervisor.console import console_tail
 from septa.hypervisor.libvirt_engine import DomainStats, Engine
 from septa.hypervisor.spec import DiskSpec, DomainSpec
+from septa.qrexec.mux import CallMux
 from septa.storage.kernel import KernelPool
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Runtime:
         self.engine = engine
         self.states: dict[str, str] = {}
         self.links: dict[str, AgentLink] = {}
+        self.muxes: dict[str, CallMux] = {}
         self._starting: set[str] = set()
         self._halted: dict[str, asyncio.Event] = {}
         engine.on_lifecycle(self._on_lifecycle)
@@ -195,6 +197,17 @@ class Runtime:
         self.states[name] = "Running"
         vm.fire_event("domain-start")
 
+    def mux_for(self, vm: BaseVM) -> CallMux:
+        """The call multiplexer of a running qube's agent link."""
+        link = self.links.get(vm.name)
+        if link is None or not link.ready:
+            raise QubesVMNotStartedError(f"Domain is not running (or its agent is not ready): "
+                                         f"{vm.name}")
+        mux = self.muxes.get(vm.name)
+        if mux is None or mux.closed or mux.link is not link:
+            mux = self.muxes[vm.name] = CallMux(link)
+        return mux
+
     # ----- stop ---------------------------------------------------------------------
 
     def _check_running(self, vm: BaseVM) -> None:
@@ -261,6 +274,9 @@ class Runtime:
             return
         self.states[name] = "Dying"
         link = self.links.pop(name, None)
+        mux = self.muxes.pop(name, None)
+        if mux is not None:
+            await mux.close()
         if link is not None:
             await link.close()
         try:

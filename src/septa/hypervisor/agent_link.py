@@ -115,6 +115,15 @@ class AgentLink:
     def ready(self) -> bool:
         return self._ready.is_set() and not self._closed.is_set()
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (the agent or the qube went away, or close())."""
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Until the connection ends (the call multiplexer fails its calls then)."""
+        await self._closed.wait()
+
     async def ping(self, timeout: float = 10.0) -> float:
         """Round trip time of a PING, in seconds."""
         token = os.urandom(8)

@@ -5,13 +5,16 @@ unit, started early in sysinit (and by udev when its port is hot-plugged), and t
 that tells it when the boot is complete (it sends READY then); the
 ``septa-mount-private`` script and unit (private volume ``/dev/vdb`` on ``/rw``, formatted
 on first boot, ``/rw/home`` bound on ``/home``, as Qubes lays out its private volume);
-host name, fstab and the console login.
+host name, fstab and the console login; the qrexec services of
+:mod:`septa.agent.services` in ``/etc/qubes-rpc``.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+from septa.agent.services import RPC_DIR, service_files
 
 from .recipe import Recipe, agent_files
 
@@ -197,6 +200,8 @@ def install(root: Path, recipe: Recipe) -> None:
     _write(root, f"{UNIT_DIR}/septa-mount-private.service", MOUNT_PRIVATE_SERVICE)
     _write(root, f"{UNIT_DIR}/septa-boot-complete.service", BOOT_COMPLETE_SERVICE)
     _write(root, f"{UDEV_RULES_DIR}/90-septa-agent.rules", AGENT_UDEV_RULE)
+    for name, text in service_files(AGENT_DIR).items():
+        _write(root, f"{RPC_DIR}/{name}", text, 0o755)
     (root / "rw").mkdir(exist_ok=True)
     if recipe.console_autologin:
         _write(root, *console_autologin_dropin(recipe.console))

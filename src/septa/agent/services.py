@@ -1,0 +1,43 @@
+"""The qrexec services every template ships, as the files of ``/etc/qubes-rpc``.
+
+A service is an executable file ``/etc/qubes-rpc/<service>`` (or ``<service>+<arg>`` for
+one argument only), so a user adds a service by adding a file. The template builder
+writes :func:`service_files` into the image (see :mod:`septa.templates.guestfiles`).
+
+- ``qubes.VMShell``: a shell that reads its commands from stdin.
+- ``qubes.VMExec``: runs the command its argument encodes (:mod:`septa.agent.vmexec`).
+- ``qubes.WaitForSession``: returns at once (there is no GUI session to wait for yet).
+- ``qubes.GetDate``: prints the qube's time, ``date -u -Iseconds``.
+"""
+
+from __future__ import annotations
+
+#: Where the template builder installs the services.
+RPC_DIR = "/etc/qubes-rpc"
+#: Where the template builder installs the agent (the ``septa`` package's parent).
+AGENT_DIR = "/usr/lib/septa-agent"
+PYTHON = "/usr/bin/python3"
+
+
+def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str, str]:
+    """The services' file contents by file name; ``agent_dir`` and ``python`` are those
+    of the image (tests run the files on the host with theirs)."""
+    vmexec = (
+        f"#!{python} -IS\n"
+        '"""qubes.VMExec: run the command that the argument encodes (Septa)."""\n'
+        "import sys\n"
+        f"sys.path.insert(0, {agent_dir!r})\n"
+        "from septa.agent.vmexec import main  # noqa: E402\n"
+        "sys.exit(main())\n"
+    )
+    return {
+        # bash, not dash: bash reads a pipe one byte at a time, so the data that follows
+        # the command line on stdin is left to the command (dash would read ahead).
+        "qubes.VMShell": "#!/bin/sh\n# qubes.VMShell: run the commands read from stdin.\n"
+                         "exec /bin/bash\n",
+        "qubes.VMExec": vmexec,
+        "qubes.WaitForSession": "#!/bin/sh\n# qubes.WaitForSession: no GUI session "
+                                "to wait for (yet).\nexit 0\n",
+        "qubes.GetDate": "#!/bin/sh\n# qubes.GetDate: the qube's time.\n"
+                         "exec date -u -Iseconds\n",
+    }
