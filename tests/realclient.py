@@ -5,7 +5,9 @@ The client talks to the fixed path /var/run/qubesd.sock, and only when /etc/qube
 exists. So each tool runs in a private mount namespace: an overlay on /etc holding a
 ``qubes-release`` file (and a ``qubes`` group, which the client's qvm-clone looks up), a
 tmpfs on /run, and our socket bind-mounted onto /run/qubesd.sock. The host's own paths
-are never touched. The client is not part of Septa: it is found at ``$SEPTA_QUBESADMIN``
+are never touched. ``/usr/lib`` gets an overlay too, holding
+``/usr/lib/qubes/qrexec-client`` (which the real qvm-run runs) pointing at Septa's.
+The client is not part of Septa: it is found at ``$SEPTA_QUBESADMIN``
 (a source checkout of qubes-core-admin-client 4.3 with ``egg-info`` generated and a
 ``venv/`` beside it), by default /opt/qubesadmin-4.3; tests skip when it is absent.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 CLIENT_DIR = Path(os.environ.get("SEPTA_QUBESADMIN", "/opt/qubesadmin-4.3"))
@@ -25,6 +28,12 @@ mount --make-rprivate /
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$NS_DIR/etc-upper,workdir=$NS_DIR/etc-work" /etc
 echo "Qubes release 4.3 (R4.3)" > /etc/qubes-release
 grep -q '^qubes:' /etc/group || echo "qubes:x:9999:root" >> /etc/group
+mount -t overlay overlay \
+    -o "lowerdir=/usr/lib,upperdir=$NS_DIR/lib-upper,workdir=$NS_DIR/lib-work" /usr/lib
+mkdir -p /usr/lib/qubes
+printf '#!/bin/sh\nexec %s -m septa.tools.qrexec_client "$@"\n' "$NS_SEPTA_PYTHON" \
+    > /usr/lib/qubes/qrexec-client
+chmod 755 /usr/lib/qubes/qrexec-client
 mount -t tmpfs tmpfs /run
 touch /run/qubesd.sock
 mount --bind "$NS_SOCKET" /run/qubesd.sock
@@ -49,7 +58,7 @@ class RealClient:
     def __init__(self, socket_path: Path, work_dir: Path) -> None:
         self.socket_path = socket_path
         self.dir = work_dir
-        for sub in ("etc-upper", "etc-work", "bin"):
+        for sub in ("etc-upper", "etc-work", "lib-upper", "lib-work", "bin"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
 
     def add_program(self, name: str, script: str) -> None:
@@ -61,10 +70,9 @@ class RealClient:
     def run(self, tool: str, *args: str, check: bool = True,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         module = tool.replace("-", "_")
-        shutil.rmtree(self.dir / "etc-upper")
-        shutil.rmtree(self.dir / "etc-work")
-        (self.dir / "etc-upper").mkdir()
-        (self.dir / "etc-work").mkdir()
+        for sub in ("etc-upper", "etc-work", "lib-upper", "lib-work"):
+            shutil.rmtree(self.dir / sub)
+            (self.dir / sub).mkdir()
         command = [
             "unshare", "-m", "bash", "-c", NAMESPACE_SCRIPT, "ns",
             str(CLIENT_DIR / "venv" / "bin" / "python"), "-c",
@@ -73,7 +81,9 @@ class RealClient:
             *args,
         ]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(CLIENT_DIR),
-               "NS_DIR": str(self.dir), "NS_SOCKET": str(self.socket_path), "LANG": "C.UTF-8"}
+               "NS_DIR": str(self.dir), "NS_SOCKET": str(self.socket_path), "LANG": "C.UTF-8",
+               "NS_SEPTA_PYTHON": sys.executable,
+               "SEPTA_ROOT": str(self.socket_path.parents[2])}
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
                                 input=stdin)
         if check and result.returncode != 0:

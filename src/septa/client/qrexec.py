@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import septa.paths
 from septa.agent.wire import Frame, FrameDecoder, FrameType
@@ -46,7 +46,7 @@ class CallRequest:
         return request
 
 
-def _send_input(sock: socket.socket, prefix: bytes, stdin: BinaryIO | None) -> None:
+def _send_input(sock: socket.socket, prefix: bytes, stdin: IO[bytes] | None) -> None:
     try:
         if prefix:
             for start in range(0, len(prefix), CHUNK):
@@ -74,7 +74,7 @@ def _error(frame: Frame) -> errors.QubesException:
     return cls(str(info.get("message", "the call failed")))
 
 
-def run_call(request: CallRequest, *, stdin: BinaryIO | None = None, prefix: bytes = b"",
+def run_call(request: CallRequest, *, stdin: IO[bytes] | None = None, prefix: bytes = b"",
              stdout: Callable[[bytes], None] | None = None,
              stderr: Callable[[bytes], None] | None = None) -> int:
     """Run one call to its end; return the remote exit status.

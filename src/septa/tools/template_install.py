@@ -70,7 +70,7 @@ def install(app: Qubes, image: TemplateImage, name: str, label: str = "black",
         vm = app.domains[name]
         vm.props.set("kernel", version)
         vm.props.set("kernelopts", image.kernel_cmdline)
-        for feature, value in (("os", "Linux"), ("qrexec", "1"),
+        for feature, value in (("os", "Linux"), ("qrexec", "1"), ("vmexec", "1"),
                                ("template-name", image.name),
                                ("template-buildtime", str(image.manifest.get("built", ""))),
                                ("template-recipe-hash", image.recipe_hash)):
