@@ -106,22 +106,18 @@ async def volume_set_revisions(call: Call) -> str:
     return ""
 
 
-@method("admin.vm.volume.Set.rw", wants_arg=True, wants_payload=True, writes=True)
-async def volume_set_rw(call: Call) -> str:
-    _halted(call, "change")
-    volume = _volume(call)
-    volume.rw = parse_bool(call.text_payload())
-    _save_config(call, volume)
-    return ""
+def _bool_setting(name: str) -> None:
+    @method(f"admin.vm.volume.Set.{name}", wants_arg=True, wants_payload=True, writes=True)
+    async def set_flag(call: Call) -> str:
+        _halted(call, "change")
+        volume = _volume(call)
+        setattr(volume, name, parse_bool(call.text_payload()))
+        _save_config(call, volume)
+        return ""
 
 
-@method("admin.vm.volume.Set.ephemeral", wants_arg=True, wants_payload=True, writes=True)
-async def volume_set_ephemeral(call: Call) -> str:
-    _halted(call, "change")
-    volume = _volume(call)
-    volume.ephemeral = parse_bool(call.text_payload())
-    _save_config(call, volume)
-    return ""
+_bool_setting("rw")
+_bool_setting("ephemeral")
 
 
 @method("admin.vm.volume.CloneFrom", wants_arg=True)
