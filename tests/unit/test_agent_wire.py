@@ -314,3 +314,16 @@ def test_agent_imports_only_light_stdlib_modules(tmp_path: Path) -> None:
              "socket", "re", "inspect", "runpy", "lxml", "rich"}
     assert heavy.isdisjoint(out), sorted(heavy & set(out))
     assert not [m for m in out if m.startswith("septa.") and not m.startswith("septa.agent")]
+
+
+def test_the_agent_takes_the_qube_name_from_the_kernel_command_line(tmp_path: Path) -> None:
+    from septa.agent import system
+
+    cmdline, target = tmp_path / "cmdline", tmp_path / "hostname"
+    cmdline.write_text("root=/dev/vda rw septa.qube=work-2 quiet\n")
+    assert system.adopt_qube_name(str(cmdline), str(target)) == "work-2"
+    assert target.read_text() == "work-2"
+    cmdline.write_text("root=/dev/vda septa.qube=bad/name\n")
+    target.unlink()
+    assert system.adopt_qube_name(str(cmdline), str(target)) is None
+    assert not target.exists()

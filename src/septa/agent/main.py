@@ -21,6 +21,7 @@ slower than on the host): this module and its imports avoid ``dataclasses``,
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 
 from . import system, wire
@@ -208,5 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python3 -m septa.agent`` and of the guest's launcher."""
     port = parse_args(sys.argv[1:] if argv is None else argv)
     system.log(f"septa-agent starting on {port.device()}")
+    if os.geteuid() == 0:
+        system.adopt_qube_name()
     Agent(port, on_ready=system.normal_priority, preload=True).run()
     return 0

@@ -17,6 +17,29 @@ def hostname() -> str:
     return os.uname().nodename
 
 
+def adopt_qube_name(cmdline: str = "/proc/cmdline",
+                    target: str = "/proc/sys/kernel/hostname") -> str | None:
+    """Take the host name from ``septa.qube=<name>`` on the kernel command line (dom0 puts
+    the qube's name there, as Qubes names each qube's host after it). Returns the name."""
+    try:
+        with open(cmdline, encoding="ascii", errors="replace") as f:
+            words = f.read().split()
+    except OSError:
+        return None
+    for word in words:
+        if word.startswith("septa.qube="):
+            name = word[len("septa.qube="):]
+            if name and len(name) <= 31 and all(c.isalnum() or c in "_.-" for c in name):
+                try:
+                    with open(target, "w", encoding="ascii") as f:
+                        f.write(name)
+                except OSError as exc:
+                    log(f"cannot set the host name: {exc}")
+                    return None
+                return name
+    return None
+
+
 def uptime() -> float:
     """Seconds since the guest kernel started (``/proc/uptime``), or -1 if unknown."""
     try:

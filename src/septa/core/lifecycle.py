@@ -133,7 +133,7 @@ class Runtime:
         elif vm.get("virt_mode") != "hvm":
             raise QubesVMError(f"{vm.name} has no kernel to boot: set its kernel property (or "
                                "default_kernel), or virt_mode=hvm to boot from its own disk")
-        cmdline = vm.get("kernelopts")
+        cmdline = f"{vm.get('kernelopts')} septa.qube={vm.name}"
         if vm.get("debug"):
             cmdline += " debug"
         disks = tuple(
