@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from septa.paths import Paths
@@ -171,6 +171,8 @@ class Septad:
     root: Path
     proc: subprocess.Popen[bytes]
     log: Path
+    args: list[str] = field(default_factory=list)
+    new_session: bool = False
 
     @property
     def socket(self) -> str:
@@ -183,9 +185,14 @@ class Septad:
 
 
 @contextlib.contextmanager
-def temp_root(prefix: str = "septa-bench-") -> Iterator[Path]:
-    """A fresh directory, removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
+def temp_root(prefix: str = "septa-bench-", parent: str | None = None,
+              mode: int | None = None) -> Iterator[Path]:
+    """A fresh directory (in ``parent``, else the temp dir; ``mode`` if given), removed
+    afterwards. Real qubes need ``parent="/var/tmp", mode=0o755``: the unprivileged QEMU
+    user must be able to traverse it."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    if mode is not None:
+        root.chmod(mode)
     try:
         yield root
     finally:
@@ -193,22 +200,41 @@ def temp_root(prefix: str = "septa-bench-") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def septad(root: Path) -> Iterator[Septad]:
-    """Start ``septad`` with ``SEPTA_ROOT=root``; stop it on exit (its log goes to root)."""
+def septad(root: Path, args: Sequence[str] = (), new_session: bool = False) -> Iterator[Septad]:
+    """Start ``septad`` with ``SEPTA_ROOT=root``; stop it on exit (its log goes to root).
+
+    ``args`` are extra options (e.g. ``--debug``). With ``new_session`` the daemon does not
+    get the terminal's Ctrl-C, so that the benchmark can still use it while cleaning up.
+    """
     log = root / "septad.log"
     binary = VENV_BIN / "septad"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(binary)], env={**os.environ, "SEPTA_ROOT": str(root)},
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    daemon = Septad(root, proc, log)
+        proc = subprocess.Popen([str(binary), *args],
+                                env={**os.environ, "SEPTA_ROOT": str(root)},
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=new_session)
+    daemon = Septad(root, proc, log, list(args), new_session)
     try:
         _wait_for_socket(Path(daemon.socket), proc, "septad", log)
         yield daemon
     finally:
-        status = _stop(proc, "septad")
+        status = _stop(daemon.proc, "septad")
         if status not in (0, -signal.SIGTERM):
             print(f"note: septad exited with status {status}; log tail:\n{_tail(log)}",
                   file=sys.stderr)
+
+
+def restart_septad(daemon: Septad) -> int:
+    """Start ``daemon`` again on the same root after its process ended (e.g. something
+    outside the benchmark stopped it); the old process's exit status."""
+    status = _stop(daemon.proc, "septad")
+    with open(daemon.log, "ab") as out:
+        daemon.proc = subprocess.Popen([str(VENV_BIN / "septad"), *daemon.args],
+                                       env=daemon.env, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT,
+                                       start_new_session=daemon.new_session)
+    _wait_for_socket(Path(daemon.socket), daemon.proc, "septad", daemon.log)
+    return status
 
 
 @dataclass

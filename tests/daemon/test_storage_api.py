@@ -75,3 +75,22 @@ def test_pools(septad: Daemon) -> None:
     assert septad.error("admin.vm.CreateInPool.AppVM", arg="tpl",
                         payload=b"name=y label=red pool=missing") == "QubesValueError"
     assert "y" not in septad.ok("admin.vm.List")
+
+
+def test_create_disposable(septad: Daemon) -> None:
+    make(septad)
+    assert septad.error("admin.vm.CreateDisposable") == "QubesException"
+    septad.ok("admin.vm.property.Set", "app", b"True", "template_for_dispvms")
+    name = septad.ok("admin.vm.CreateDisposable", "app")
+    assert name == "disp1"
+    assert septad.ok("admin.vm.property.Get", name, arg="template") == \
+        "default=False type=vm app"
+    assert septad.ok("admin.vm.property.Get", name, arg="auto_cleanup").endswith("True")
+    assert septad.ok("admin.vm.property.Get", name, arg="label").endswith("red")
+    assert info(septad, name, "private")["source"] == info(septad, "app", "private")["vid"]
+    assert info(septad, name, "root")["source"] == "vm-templates/tpl/root"
+    septad.ok("admin.property.Set", arg="default_dispvm", payload=b"app")
+    assert septad.ok("admin.vm.CreateDisposable") == "disp2"
+    septad.ok("admin.vm.Remove", name)
+    septad.ok("admin.vm.Remove", "disp2")
+    assert "disp" not in septad.ok("admin.vm.List")

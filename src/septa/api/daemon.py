@@ -11,6 +11,7 @@ import sys
 
 from septa import paths as septa_paths
 from septa.api import (  # noqa: F401 - importing registers the methods
+    methods_dispvm,
     methods_events,
     methods_features,
     methods_firewall,
@@ -62,7 +63,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     install_dom0_services(paths)
     engine = Engine(paths.root)
     engine.enable_events(asyncio.get_running_loop())
-    app.runtime = Runtime(app, engine)
+    app.runtime = Runtime(app, engine, save=store.save)
     await app.runtime.recover()
     servers = [
         (ApiServer(app, TABLE, store.save), paths.admin_socket),

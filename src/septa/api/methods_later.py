@@ -11,7 +11,6 @@ from septa.core.errors import QubesNotImplementedError
 
 _LATER = {
     "the console": ("admin.vm.Console",),
-    "disposable qubes": ("admin.vm.CreateDisposable",),
     "backup": ("admin.backup.Execute", "admin.backup.Cancel", "admin.backup.Info"),
 }
 

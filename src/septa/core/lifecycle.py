@@ -43,9 +43,11 @@ RUNNING_STATES = ("Running", "Paused", "Transient", "Halting")
 class Runtime:
     """The running side of a registry: one engine, one agent link per running qube."""
 
-    def __init__(self, app: Qubes, engine: Engine) -> None:
+    def __init__(self, app: Qubes, engine: Engine,
+                 save: Callable[[Qubes], None] | None = None) -> None:
         self.app = app
         self.engine = engine
+        self.save = save
         self.states: dict[str, str] = {}
         self.links: dict[str, AgentLink] = {}
         self.muxes: dict[str, CallMux] = {}
@@ -289,5 +291,20 @@ class Runtime:
         except QubesException as exc:
             log.error("%s: stopping its volumes failed: %s", name, exc)
         self.states.pop(name, None)
-        self._halted_event(name).set()
         vm.fire_event("domain-shutdown", reason=kind)
+        if vm.get_or("auto_cleanup", False):
+            await self._remove_disposable(vm)
+        self._halted_event(name).set()
+
+    async def _remove_disposable(self, vm: BaseVM) -> None:
+        """A disposable is gone with everything it had once it stops."""
+        import shutil
+
+        try:
+            self.app.remove_vm(vm)
+            await self._blocking(vm.storage.remove)
+            await self._blocking(shutil.rmtree, vm.dir_path, True)
+            if self.save is not None:
+                self.save(self.app)
+        except QubesException as exc:
+            log.error("%s: removing the disposable failed: %s", vm.name, exc)

@@ -60,8 +60,9 @@ def get_parser() -> QubesArgumentParser:
                         help="run the command without a shell (qubes.VMExec)")
     parser.add_argument("--filter-escape-chars", action="store_true", dest="filter_esc")
     parser.add_argument("--no-filter-escape-chars", action="store_false", dest="filter_esc")
-    parser.add_argument("--dispvm", nargs="?", const=True, default=None,
-                        help="run in a new disposable (not available yet)")
+    parser.add_argument("--dispvm", nargs="?", const=True, default=None, metavar="BASE",
+                        help="run in a new disposable (from BASE, else the default "
+                        "disposable template), destroyed when the command ends")
     parser.add_argument("--all", action="store_true", dest="all_domains",
                         help="run in every running qube")
     parser.add_argument("--exclude", action="append", default=[])
@@ -90,12 +91,46 @@ def _writer(stream: TextIO) -> Callable[[bytes], None]:
     return write
 
 
+def _run_in_disposable(app: Qubes, args: argparse.Namespace) -> int:
+    base = "dom0" if args.dispvm is True else str(args.dispvm)
+    name = app.call(base, "admin.vm.CreateDisposable").decode()
+    try:
+        request, prefix = _request(args, name)
+        return run_call(request, prefix=prefix,
+                        stdin=sys.stdin.buffer if args.passio else None,
+                        stdout=_writer(sys.stdout) if args.passio else None,
+                        stderr=_writer(sys.stderr) if args.passio else None)
+    finally:
+        _destroy(app, name)
+
+
+def _destroy(app: Qubes, name: str) -> None:
+    """Kill the disposable (septad removes it as it stops); remove it if it never ran."""
+    try:
+        app.call(name, "admin.vm.Kill")
+    except QubesException:
+        pass
+    if name in app.domains:
+        try:
+            app.call(name, "admin.vm.Remove")
+        except QubesException as exc:
+            print(f"{PROG}: error: cannot remove disposable {name}: {exc}", file=sys.stderr)
+
+
 def _main(argv: list[str] | None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
-    if args.dispvm is not None:
-        parser.error_runtime("--dispvm is not available yet (disposable qubes come later)")
     app = Qubes()
+    if args.dispvm is not None:
+        if args.all_domains or args.exclude:
+            parser.error("--dispvm cannot be used with --all or --exclude")
+        if args.VMNAME is not None:
+            if args.cmd is not None:
+                args.cmd_args.insert(0, args.cmd)
+            args.cmd = args.VMNAME
+        if args.cmd is None:
+            parser.error("a command is needed")
+        return _run_in_disposable(app, args)
     if args.all_domains:
         if args.VMNAME is not None:
             if args.cmd is not None:
