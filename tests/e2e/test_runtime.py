@@ -34,6 +34,8 @@ def test_lifecycle_of_an_appvm(qubes: Qubes) -> None:
         assert qubes.daemon.error("admin.vm.Start", name) == "QubesVMNotHaltedError"
         busy = qubes.run("qvm-start", "debian-12", check=False)
         assert busy.returncode != 0 and "while qubes based on it run" in busy.stderr
+        tty = qubes.daemon.ok("admin.vm.Console", name)
+        assert tty.startswith("/dev/pts/")
         qubes.run("qvm-pause", name)
         assert qubes.state(name) == "Paused"
         qubes.run("qvm-unpause", name)

@@ -10,7 +10,6 @@ from septa.api.dispatch import Call, method
 from septa.core.errors import QubesNotImplementedError
 
 _LATER = {
-    "the console": ("admin.vm.Console",),
     "backup": ("admin.backup.Execute", "admin.backup.Cancel", "admin.backup.Info"),
 }
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from septa.api.dispatch import Call, method
+from septa.api.dispatch import Call, blocking, method
 from septa.api.protocol import event_frame
-from septa.core.errors import ProtocolError, QubesVMError
+from septa.core.errors import ProtocolError, QubesVMError, QubesVMNotRunningError
 from septa.core.lifecycle import Runtime
 
 
@@ -82,3 +82,12 @@ async def vm_stats(call: Call) -> AsyncIterator[bytes]:
             await asyncio.sleep(call.app.get("stats_interval"))
 
     return stream()
+
+
+@method("admin.vm.Console", dest_adminvm=False)
+async def vm_console(call: Call) -> str:
+    """The host tty of the running qube's console (dom0 tools attach to it)."""
+    runtime = _runtime(call)
+    if call.dest.power_state() not in ("Running", "Paused"):
+        raise QubesVMNotRunningError(f"Domain is not running: {call.dest.name}")
+    return await blocking(runtime.engine.console_pty, call.dest.name)

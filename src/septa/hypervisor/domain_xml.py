@@ -7,7 +7,6 @@ from lxml import etree
 
 from septa.hypervisor.spec import AGENT_PORT, DiskSpec, DomainSpec
 
-
 TCG_TB_CACHE_MIB = 128
 
 
