@@ -124,17 +124,23 @@ class Runtime:
                 raise QubesVMError(f"Cannot start {vm.name} while its template's template "
                                    f"{inner.name} runs")
 
-    def _domain_spec(self, vm: BaseVM, accel: str) -> DomainSpec:
+    @staticmethod
+    def _kernel_files(vm: BaseVM) -> tuple[Path, Path] | None:
+        """(vmlinuz, initramfs) of the qube's kernel; None for a firmware (hvm) boot."""
         kernel = vm.get_or("kernel", "") or ""
-        vmlinuz = initrd = None
         if kernel:
             pool = vm.storage.pool_of("kernel") if "kernel" in vm.storage.configs else None
             if not isinstance(pool, KernelPool):
                 raise QubesVMError(f"{vm.name}: no kernel pool to boot kernel {kernel}")
-            vmlinuz, initrd = pool.kernel_files(kernel)
-        elif vm.get("virt_mode") != "hvm":
+            return pool.kernel_files(kernel)
+        if vm.get("virt_mode") != "hvm":
             raise QubesVMError(f"{vm.name} has no kernel to boot: set its kernel property (or "
                                "default_kernel), or virt_mode=hvm to boot from its own disk")
+        return None
+
+    def _domain_spec(self, vm: BaseVM, accel: str,
+                     kernel_files: tuple[Path, Path] | None) -> DomainSpec:
+        vmlinuz, initrd = kernel_files if kernel_files is not None else (None, None)
         cmdline = f"{vm.get('kernelopts')} septa.qube={vm.name}"
         if vm.get("debug"):
             cmdline += " debug"
@@ -163,10 +169,10 @@ class Runtime:
             await self._blocking(vm.storage.start)
             volumes_started = True
             self.console_log(vm).parent.mkdir(parents=True, exist_ok=True)
-            kernel_files = self._domain_spec(vm, "tcg").kernel
-            accel = (await self._blocking(choose_accel, kernel_files)
+            kernel_files = self._kernel_files(vm)
+            accel = (await self._blocking(choose_accel, kernel_files[0])
                      if kernel_files is not None else "tcg")
-            spec = self._domain_spec(vm, accel)
+            spec = self._domain_spec(vm, accel, kernel_files)
             await self._blocking(self.engine.start, spec)
             domain_created = True
             link = AgentLink(name, await self._blocking(self.engine.agent_socket, name))
