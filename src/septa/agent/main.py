@@ -13,6 +13,11 @@ Frames of calls (OPEN, DATA, EOF, WINDOW, WINDOW_ERR, CLOSE on channels >= 1) go
 calls in a thread of its own while this loop keeps serving the control channel; the calls
 of a connection are killed when the host disconnects.
 
+With a ``call_socket``, the agent also serves the calls processes in the qube make
+(``qrexec-client-vm``) on that unix socket, made after the first READY
+(:mod:`septa.agent.outgoing`); frames of their channels (``AGENT_CHANNEL_BIT`` set) go
+there.
+
 Startup time matters (the host waits for READY while the qube boots, under TCG ~15x
 slower than on the host): this module and its imports avoid ``dataclasses``,
 ``logging``, ``argparse``, ``typing`` and ``json``.
@@ -32,9 +37,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .calls import CallServer
+    from .outgoing import Outgoing
     from .request import CallConfig
 
 USAGE = "usage: python3 -m septa.agent [--port DEVICE | --name PORT_NAME]"
+
+#: Where processes in the qube call services elsewhere (:mod:`septa.agent.outgoing`).
+CALL_SOCKET = "/run/septa/qrexec-agent.sock"
 
 #: How often the agent checks for the end of the boot while it has not sent READY.
 BOOT_POLL = 0.1
@@ -67,6 +76,7 @@ class Agent:
         on_ready: Callable[[], None] | None = None,
         call_config: CallConfig | None = None,
         preload: bool = False,
+        call_socket: str | None = None,
     ) -> None:
         self.port = port
         self.hostname = hostname
@@ -77,6 +87,8 @@ class Agent:
         self.on_ready = on_ready
         self.call_config = call_config
         self.preload = preload
+        self.call_socket = call_socket
+        self.outgoing: Outgoing | None = None
         self.calls: CallServer | None = None
         self.decoder = wire.FrameDecoder()
         self.ready_sent = False
@@ -119,6 +131,15 @@ class Agent:
         if self.preload:
             self.preload = False
             _thread.start_new_thread(self._preload_calls, ())
+        if self.call_socket is not None and self.outgoing is None:
+            from .outgoing import Outgoing
+
+            self.outgoing = Outgoing(self.send, self.log, self.call_socket)
+            self.outgoing.connected()
+            try:
+                self.outgoing.listen()
+            except OSError as exc:
+                self.log(f"cannot serve calls from the qube on {self.call_socket}: {exc}")
 
     def _preload_calls(self) -> None:
         try:
@@ -144,6 +165,9 @@ class Agent:
             self.poweroff()
         elif frame.type == wire.FrameType.PONG:
             pass
+        elif frame.channel & wire.AGENT_CHANNEL_BIT:
+            if self.outgoing is not None:
+                self.outgoing.handle(frame)
         elif frame.channel != wire.CONTROL_CHANNEL and frame.type in CALL_FRAMES:
             self.call_server().handle(frame)
         else:
@@ -153,9 +177,13 @@ class Agent:
         """Serve the connected host until it disconnects."""
         self.decoder.reset()
         self.calls = None
+        if self.outgoing is not None:
+            self.outgoing.connected()
         try:
             self._serve()
         finally:
+            if self.outgoing is not None:
+                self.outgoing.disconnected()
             self.stop_calls()
 
     def _serve(self) -> None:
@@ -211,5 +239,5 @@ def main(argv: list[str] | None = None) -> int:
     system.log(f"septa-agent starting on {port.device()}")
     if os.geteuid() == 0:
         system.adopt_qube_name()
-    Agent(port, on_ready=system.normal_priority, preload=True).run()
+    Agent(port, on_ready=system.normal_priority, preload=True, call_socket=CALL_SOCKET).run()
     return 0

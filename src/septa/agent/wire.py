@@ -34,6 +34,21 @@ Calls (the base of qrexec) use channels 1 and up, one call per channel, many at 
   granted, so the host's writer never blocks on a process that stopped reading.
 - When the host disconnects, the agent kills every running call.
 
+Calls the other way (a process in the qube calls a service elsewhere, through
+``qrexec-client-vm``; dom0 relays them under the policy) use channels with
+:data:`AGENT_CHANNEL_BIT` set, which the agent picks, so the two spaces never collide:
+
+- The agent sends CALL with JSON {"target", "service", "arg"} on a free channel of its
+  space. The host answers ERROR (JSON {"message", "refused": true} when the policy or
+  the target refused the call) and forgets the channel, or relays the call.
+- Then the same frames flow as for a host-opened call, with the roles swapped: the
+  agent sends the stdin of the remote process (DATA, EOF) and grants its stdout and
+  stderr (WINDOW, WINDOW_ERR); the host sends the remote's stdout (DATA, EOF), stderr
+  (DATA_ERR, EOF_ERR), grants stdin (WINDOW) and ends the call with EXIT or ERROR,
+  after which both sides forget the channel. The same initial windows apply.
+- CLOSE (agent -> host) aborts such a call (its caller went away); the host answers
+  ERROR, or EXIT if the call had just ended.
+
 The guest imports this module while the qube boots, where Python runs ~15x slower than
 on the host (TCG) and every imported module counts: it needs only ``struct`` at import
 time, encodes its JSON payloads itself and imports :mod:`json` only to decode one.
@@ -62,6 +77,8 @@ INITIAL_WINDOW = 256 * 1024
 #: The control channel; calls use channels 1..MAX_CHANNEL.
 CONTROL_CHANNEL = 0
 MAX_CHANNEL = 0xFFFFFFFF
+#: Set in the channels of calls the agent starts (CALL); the host's OPEN never uses them.
+AGENT_CHANNEL_BIT = 0x80000000
 
 _HEADER = struct.Struct("!BII")
 HEADER_SIZE = _HEADER.size
@@ -100,8 +117,12 @@ class FrameType:
     DATA_ERR = 22
     #: agent -> host: the end of stderr.
     EOF_ERR = 23
-    #: host -> agent: payload u32, how many more DATA_ERR bytes the host accepts.
+    #: host -> agent: payload u32, how many more DATA_ERR bytes the host accepts
+    #: (agent -> host on a channel of a CALL: how many the agent accepts).
     WINDOW_ERR = 24
+    #: agent -> host: call a service elsewhere, under dom0's policy, on a channel with
+    #: AGENT_CHANNEL_BIT set; JSON {"target", "service", "arg"}.
+    CALL = 25
 
 
 TYPE_NAMES = {

@@ -24,6 +24,7 @@ from septa.api import (  # noqa: F401 - importing registers the methods
 )
 from septa.api.dispatch import TABLE, MethodTable
 from septa.api.methods_internal import INTERNAL
+from septa.api.qrexec_relay import QrexecRelay
 from septa.api.qrexec_server import QrexecServer
 from septa.api.server import ApiServer, socket_in_use
 from septa.core import store
@@ -64,6 +65,8 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     engine = Engine(paths.root)
     engine.enable_events(asyncio.get_running_loop())
     app.runtime = Runtime(app, engine, save=store.save)
+    relay = QrexecRelay.for_app(app)
+    app.runtime.on_mux = relay.attach
     await app.runtime.recover()
     servers = [
         (ApiServer(app, TABLE, store.save), paths.admin_socket),
@@ -83,6 +86,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         await qrexec.close()
+        await relay.close()
         for server, path in servers:
             await server.close()
             with contextlib.suppress(FileNotFoundError):

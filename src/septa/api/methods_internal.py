@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from septa.api.dispatch import Call, MethodTable, blocking, method
+from septa.core.app import Qubes
 from septa.core.errors import (
     QubesException,
     QubesValueError,
@@ -32,9 +33,14 @@ def _info(vm: BaseVM) -> dict[str, object]:
     }
 
 
+def system_facts(app: Qubes) -> dict[str, object]:
+    """The registry facts the qrexec policy needs (``internal.GetSystemInfo``)."""
+    return {"domains": {vm.name: _info(vm) for vm in app.domains}}
+
+
 @method("internal.GetSystemInfo", dest_adminvm=True, table=INTERNAL)
 async def system_info(call: Call) -> str:
-    return json.dumps({"domains": {vm.name: _info(vm) for vm in call.app.domains}})
+    return json.dumps(system_facts(call.app))
 
 
 def _import_volume(call: Call) -> Volume:

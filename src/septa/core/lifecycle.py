@@ -51,6 +51,8 @@ class Runtime:
         self.states: dict[str, str] = {}
         self.links: dict[str, AgentLink] = {}
         self.muxes: dict[str, CallMux] = {}
+        #: called with each new call multiplexer (septad's relay of the calls qubes make)
+        self.on_mux: Callable[[CallMux], None] | None = None
         self._starting: set[str] = set()
         self._halted: dict[str, asyncio.Event] = {}
         engine.on_lifecycle(self._on_lifecycle)
@@ -105,6 +107,7 @@ class Runtime:
             await link.close()
             return
         self.links[vm.name] = link
+        self._serve_calls(vm)
 
     # ----- start --------------------------------------------------------------------
 
@@ -203,7 +206,14 @@ class Runtime:
         self._starting.discard(name)
         self.links[name] = link
         self.states[name] = "Running"
+        self._serve_calls(vm)
         vm.fire_event("domain-start")
+
+    def _serve_calls(self, vm: BaseVM) -> None:
+        """Make the qube's mux now, so that the calls the qube makes are served."""
+        if self.on_mux is not None:
+            with contextlib.suppress(QubesException):
+                self.mux_for(vm)
 
     def mux_for(self, vm: BaseVM) -> CallMux:
         """The call multiplexer of a running qube's agent link."""
@@ -214,6 +224,8 @@ class Runtime:
         mux = self.muxes.get(vm.name)
         if mux is None or mux.closed or mux.link is not link:
             mux = self.muxes[vm.name] = CallMux(link)
+            if self.on_mux is not None:
+                self.on_mux(mux)
         return mux
 
     # ----- stop ---------------------------------------------------------------------

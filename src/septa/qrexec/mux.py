@@ -15,6 +15,10 @@ both (as :func:`run` and :func:`pump` do).
 
 If the link goes away every open call fails with :class:`LinkClosed`; a request the agent
 refuses fails with :class:`CallRefused`; an aborted call with :class:`CallAborted`.
+
+Calls the qube starts itself (CALL frames, on channels with
+:data:`~septa.agent.wire.AGENT_CHANNEL_BIT`) become :class:`~septa.qrexec.incoming.IncomingCall`
+objects handed to :attr:`CallMux.on_incoming`; without a handler they are refused.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterable, Coroutine
-from typing import Any, Protocol
+from collections.abc import AsyncIterable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from septa.agent import wire
 from septa.agent.wire import Frame, FrameType
 from septa.hypervisor.agent_link import AgentLink
+
+if TYPE_CHECKING:
+    from septa.qrexec.incoming import IncomingCall
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,20 @@ class ByteSink(Protocol):
     async def drain(self) -> None: ...
 
 
+class StreamOwner(Protocol):
+    """The call an :class:`IncomingStream` belongs to (a :class:`RemoteCall`, or an
+    :class:`~septa.qrexec.incoming.IncomingCall` for the stdin a qube sends)."""
+
+    channel: int
+
+    @property
+    def done(self) -> bool: ...
+
+    def _check(self) -> None: ...
+
+    def _send(self, frame: Frame) -> None: ...
+
+
 class IncomingStream:
     """A call's stdout or stderr on this side: bytes received and not read yet.
 
@@ -75,7 +96,7 @@ class IncomingStream:
     batches of a quarter of the window, once the consumer has taken them.
     """
 
-    def __init__(self, call: RemoteCall, window_type: int, window: int) -> None:
+    def __init__(self, call: StreamOwner, window_type: int, window: int) -> None:
         self._call = call
         self._window_type = window_type
         self._threshold = max(1, window // 4)
@@ -316,6 +337,10 @@ class CallMux:
         self.link = link
         self.window = window
         self.calls: dict[int, RemoteCall] = {}
+        #: calls the qube started (CALL), by channel
+        self.incoming: dict[int, IncomingCall] = {}
+        #: what takes a new incoming call (it must end it: EXIT or ERROR); None refuses
+        self.on_incoming: Callable[[IncomingCall], None] | None = None
         self._aborted: set[int] = set()  # channels that wait for their EXIT after CLOSE
         self._next_channel = 1
         self._error: LinkClosed | None = None
@@ -337,6 +362,9 @@ class CallMux:
         for call in list(self.calls.values()):
             call._fail(LinkClosed(reason))
         self.calls.clear()
+        for incoming in list(self.incoming.values()):
+            incoming._fail(LinkClosed(reason))
+        self.incoming.clear()
         self._aborted.clear()
 
     async def close(self) -> None:
@@ -365,7 +393,7 @@ class CallMux:
     def _allocate(self) -> int:
         while True:
             channel = self._next_channel
-            self._next_channel = channel + 1 if channel < wire.MAX_CHANNEL else 1
+            self._next_channel = channel + 1 if channel < wire.AGENT_CHANNEL_BIT - 1 else 1
             if channel not in self.calls and channel not in self._aborted:
                 return channel
 
@@ -403,6 +431,11 @@ class CallMux:
 
     def _on_frame(self, frame: Frame) -> None:
         """A frame of a call from the link (never raises: it runs in the link's reader)."""
+        if frame.channel & wire.AGENT_CHANNEL_BIT:
+            from septa.qrexec.incoming import dispatch
+
+            dispatch(self, frame)
+            return
         call = self.calls.get(frame.channel)
         if call is None:
             if frame.type in (FrameType.EXIT, FrameType.ERROR):

@@ -6,7 +6,8 @@ that tells it when the boot is complete (it sends READY then); the
 ``septa-mount-private`` script and unit (private volume ``/dev/vdb`` on ``/rw``, formatted
 on first boot, ``/rw/home`` bound on ``/home``, as Qubes lays out its private volume);
 host name, fstab and the console login; the qrexec services of
-:mod:`septa.agent.services` in ``/etc/qubes-rpc``.
+:mod:`septa.agent.services` in ``/etc/qubes-rpc``; ``qrexec-client-vm``
+(:mod:`septa.agent.client_vm`) in ``/usr/bin``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ import sys
 
 sys.path.insert(0, "{AGENT_DIR}")
 from septa.agent.main import main  # noqa: E402
+
+sys.exit(main())
+"""
+
+CLIENT_VM = "/usr/bin/qrexec-client-vm"
+CLIENT_VM_LAUNCHER = f"""\
+#!/usr/bin/python3 -IS
+\"\"\"qrexec-client-vm TARGET SERVICE[+ARG]: call a service elsewhere (Septa).\"\"\"
+import sys
+
+sys.path.insert(0, "{AGENT_DIR}")
+from septa.agent.client_vm import main  # noqa: E402
 
 sys.exit(main())
 """
@@ -195,6 +208,7 @@ def install(root: Path, recipe: Recipe) -> None:
            "/dev/vda\t/\text4\tdefaults,noatime\t0\t1\n")
     install_agent(root)
     _write(root, f"{AGENT_DIR}/septa-agent", AGENT_LAUNCHER, 0o755)
+    _write(root, CLIENT_VM, CLIENT_VM_LAUNCHER, 0o755)
     _write(root, f"{AGENT_DIR}/septa-mount-private", MOUNT_PRIVATE_SCRIPT, 0o755)
     _write(root, f"{UNIT_DIR}/septa-agent.service", AGENT_SERVICE)
     _write(root, f"{UNIT_DIR}/septa-mount-private.service", MOUNT_PRIVATE_SERVICE)
