@@ -197,12 +197,7 @@ class FileVolume(Volume):
             return tuple(source._chain_files(meta, meta.current))
 
     def _file_source(self) -> FileVolume:
-        source = self.source
-        if not isinstance(source, FileVolume) or source.pool.name != self.pool.name:
-            raise self.error(f"its source {self.source_vid} must be a volume of the same pool")
-        if not source.save_on_stop:
-            raise self.error(f"its source {source.vid} holds no data of its own")
-        return source
+        return self._same_pool_source(FileVolume)
 
     # ----- life cycle ---------------------------------------------------------------
 

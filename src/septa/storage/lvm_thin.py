@@ -124,10 +124,7 @@ class ThinVolume(Volume):
                            source_type="block", ephemeral=self.ephemeral)
 
     def _thin_source(self) -> ThinVolume:
-        source = self.source
-        if not isinstance(source, ThinVolume) or source.pool.name != self.pool.name:
-            raise self.error(f"its source {self.source_vid} must be a volume of the same pool")
-        return source
+        return self._same_pool_source(ThinVolume, holds_data=False)
 
     # ----- operations ---------------------------------------------------------------
 

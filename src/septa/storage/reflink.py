@@ -107,12 +107,7 @@ class ReflinkVolume(Volume):
                            ephemeral=self.ephemeral)
 
     def _reflink_source(self) -> ReflinkVolume:
-        source = self.source
-        if not isinstance(source, ReflinkVolume) or source.pool.name != self.pool.name:
-            raise self.error(f"its source {self.source_vid} must be a volume of the same pool")
-        if not source.save_on_stop:
-            raise self.error(f"its source {source.vid} holds no data of its own")
-        return source
+        return self._same_pool_source(ReflinkVolume)
 
     # ----- life cycle ---------------------------------------------------------------
 

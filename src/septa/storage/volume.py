@@ -25,7 +25,7 @@ import abc
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from septa import paths
 from septa.core.errors import StoragePoolException
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 def _state_file(pool: str, vid: str) -> Path:
     escaped = f"{pool}:{vid}".replace("-", "--").replace("/", "-")
     return paths.current().runtime_dir / f"volume-running-{escaped}"
+
+
+V = TypeVar("V", bound="Volume")
 
 
 class Volume(abc.ABC):
@@ -121,6 +124,16 @@ class Volume(abc.ABC):
     @property
     def source_vid(self) -> str | None:
         return self._source_vid
+
+    def _same_pool_source(self, kind: type[V], *, holds_data: bool = True) -> V:
+        """The source as a volume of this driver and pool (snapshots are made in place);
+        with ``holds_data``, also one that keeps data of its own (save_on_stop)."""
+        source = self.source
+        if not isinstance(source, kind) or source.pool.name != self.pool.name:
+            raise self.error(f"its source {self.source_vid} must be a volume of the same pool")
+        if holds_data and not source.save_on_stop:
+            raise self.error(f"its source {source.vid} holds no data of its own")
+        return source
 
     def _valid_revisions(self, value: int) -> int:
         number = parse_int(value, "revisions_to_keep", -1)
