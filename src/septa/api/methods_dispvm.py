@@ -8,7 +8,8 @@ when it stops.
 
 from __future__ import annotations
 
-from septa.api.dispatch import Call, blocking, method
+from septa.api.dispatch import Call, method
+from septa.api.methods_vm import create_qube
 from septa.core.errors import QubesException
 from septa.core.vm import AdminVM
 
@@ -22,13 +23,7 @@ async def create_disposable(call: Call) -> str:
             raise QubesException(f"No default disposable template for {source.name}")
     else:
         template = call.dest
-    dispid = call.app.domains.free_dispid()
-    vm = call.app.create_vm("DispVM", f"disp{dispid}", template.get("label"), template=template,
-                            properties={"auto_cleanup": "True"})
-    try:
-        await blocking(vm.storage.create)
-    except BaseException:
-        call.app.forget_vm(vm)
-        raise
-    vm.tags.add(f"created-by-{call.source}")
+    name = f"disp{call.app.domains.free_dispid()}"
+    vm = await create_qube(call, "DispVM", name, template.get("label"), template,
+                           properties={"auto_cleanup": "True"})
     return vm.name

@@ -61,9 +61,11 @@ def _parse_create_payload(call: Call, in_pool: bool,
     return fields["name"], call.app.labels[fields["label"]], pools, fields.get("pool")
 
 
-async def _create(call: Call, in_pool: bool) -> str:
-    name, label, pools, pool = _parse_create_payload(call, in_pool)
-    vm = call.app.create_vm(call.suffix, name, label, template=call.arg or None)
+async def create_qube(call: Call, klass: str, name: str, label: Label,
+                      template: BaseVM | str | None, properties: dict[str, str] | None = None,
+                      pools: dict[str, str] | None = None, pool: str | None = None) -> BaseVM:
+    """A new qube with its volumes made; on any failure nothing of it is left."""
+    vm = call.app.create_vm(klass, name, label, template=template, properties=properties)
     try:
         if pools or pool:
             vm.storage.plan(pools, pool)
@@ -72,6 +74,12 @@ async def _create(call: Call, in_pool: bool) -> str:
         call.app.forget_vm(vm)
         raise
     vm.tags.add(f"created-by-{call.source}")
+    return vm
+
+
+async def _create(call: Call, in_pool: bool) -> str:
+    name, label, pools, pool = _parse_create_payload(call, in_pool)
+    await create_qube(call, call.suffix, name, label, call.arg or None, pools=pools, pool=pool)
     return ""
 
 
