@@ -940,11 +940,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+def guarded_run(name: str, run: Callable[[argparse.Namespace], int],
+                args: argparse.Namespace) -> int:
+    """Run a benchmark that boots qubes: root and QEMU checked first; SIGTERM and Ctrl-C
+    unwind through its cleanup; a BenchError is one line and exit code 1."""
     if os.geteuid() != 0:
-        print("boot.py needs root (libvirt's system instance, /run/libvirt/qemu)",
-              file=sys.stderr)
+        print(f"{name} needs root (libvirt's system instance)", file=sys.stderr)
         return 2
     if shutil.which(QEMU) is None:
         print(f"{QEMU} not found", file=sys.stderr)
@@ -958,6 +959,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded_run("boot.py", run, _parse(argv))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +37,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType as StackFrame
-from typing import NoReturn
 
 import _harness as h
 import boot
@@ -63,11 +60,6 @@ PUBLISHED_DOM0_TO_QUBE = 317.0  # MB/s
 PUBLISHED_POLICY_SECONDS = 0.300  # per call, Qubes 4.0
 PUBLISHED_DISPVM_COLD = 8.5  # seconds
 PUBLISHED_DISPVM_POOL = 2.9  # seconds
-
-
-def _interrupted(signum: int, frame: StackFrame | None) -> NoReturn:
-    """SIGTERM behaves like Ctrl-C: unwind through the cleanup code."""
-    raise KeyboardInterrupt
 
 
 # --- calls --------------------------------------------------------------------------------
@@ -430,22 +422,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    if os.geteuid() != 0:
-        print("qrexec.py needs root (libvirt's system instance)", file=sys.stderr)
-        return 2
-    if shutil.which(boot.QEMU) is None:
-        print(f"{boot.QEMU} not found", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _interrupted)
-    try:
-        return run(args)
-    except h.BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
+    return boot.guarded_run("qrexec.py", run, _parse(argv))
 
 
 if __name__ == "__main__":
