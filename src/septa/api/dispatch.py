@@ -7,17 +7,15 @@ the registry (then the registry is saved before the client hears ``OK``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from septa.api.protocol import Request
 from septa.core.app import Qubes
 from septa.core.errors import ProtocolError, QubesVMNotFoundError
 from septa.core.vm import AdminVM, BaseVM
 
-T = TypeVar("T")
 Result = str | bytes | AsyncIterator[bytes] | None
 Handler = Callable[["Call"], Awaitable[Result]]
 
@@ -62,11 +60,6 @@ class Call:
             return self.request.payload.decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("Payload is not valid UTF-8") from None
-
-
-async def blocking(func: Callable[..., T], *args: Any) -> T:
-    """Run blocking work (storage, libvirt) in the default executor."""
-    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
 class MethodTable:

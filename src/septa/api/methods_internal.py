@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from septa.api.dispatch import Call, MethodTable, blocking, method
+from septa.api.dispatch import Call, MethodTable, method
 from septa.core.app import Qubes
+from septa.core.blocking import blocking
 from septa.core.errors import (
     QubesException,
     QubesValueError,

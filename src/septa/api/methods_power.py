@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from septa.api.dispatch import Call, blocking, method
+from septa.api.dispatch import Call, method
 from septa.api.protocol import event_frame
+from septa.core.blocking import blocking
 from septa.core.errors import ProtocolError, QubesVMError, QubesVMNotRunningError
 from septa.core.lifecycle import Runtime
 

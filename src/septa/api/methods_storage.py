@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import secrets
 
-from septa.api.dispatch import Call, blocking, method
+from septa.api.dispatch import Call, method
+from septa.core.blocking import blocking
 from septa.core.errors import (
     QubesException,
     QubesValueError,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 import shutil
 
-from septa.api.dispatch import Call, blocking, method
+from septa.api.dispatch import Call, method
+from septa.core.blocking import blocking
 from septa.core.errors import ProtocolError, QubesValueError
 from septa.core.labels import Label
 from septa.core.vm import VM_CLASSES, AdminVM, BaseVM

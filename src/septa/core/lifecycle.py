@@ -14,8 +14,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
+from septa.core.blocking import blocking
 from septa.core.errors import (
     QubesException,
     QubesVMError,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from septa.core.vm import BaseVM
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 RUNNING_STATES = ("Running", "Paused", "Transient", "Halting")
 
 
@@ -59,9 +59,6 @@ class Runtime:
 
     # ----- helpers ------------------------------------------------------------------
 
-    async def _blocking(self, func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
-
     def power_state(self, vm: BaseVM) -> str:
         return self.states.get(vm.name, "Halted")
 
@@ -79,17 +76,17 @@ class Runtime:
     async def recover(self) -> None:
         """Adopt qubes that kept running while the daemon was away; stop stale volumes."""
         try:
-            running = set(await self._blocking(self.engine.running))
+            running = set(await blocking(self.engine.running))
         except QubesException as exc:
             log.warning("no hypervisor: %s (qubes cannot start until it is there)", exc)
             return
         for vm in self.app.domains:
             if vm.name in running:
-                self.states[vm.name] = await self._blocking(self.engine.state, vm.name)
+                self.states[vm.name] = await blocking(self.engine.state, vm.name)
                 asyncio.get_running_loop().create_task(self._reconnect(vm))
             elif type(vm).__name__ != "AdminVM":
                 with contextlib.suppress(QubesException):
-                    await self._blocking(self._stop_running_volumes, vm)
+                    await blocking(self._stop_running_volumes, vm)
 
     @staticmethod
     def _stop_running_volumes(vm: BaseVM) -> None:
@@ -169,16 +166,16 @@ class Runtime:
         volumes_started = domain_created = False
         link: AgentLink | None = None
         try:
-            await self._blocking(vm.storage.start)
+            await blocking(vm.storage.start)
             volumes_started = True
             self.console_log(vm).parent.mkdir(parents=True, exist_ok=True)
             kernel_files = self._kernel_files(vm)
-            accel = (await self._blocking(choose_accel, kernel_files[0])
+            accel = (await blocking(choose_accel, kernel_files[0])
                      if kernel_files is not None else "tcg")
             spec = self._domain_spec(vm, accel, kernel_files)
-            await self._blocking(self.engine.start, spec)
+            await blocking(self.engine.start, spec)
             domain_created = True
-            link = AgentLink(name, await self._blocking(self.engine.agent_socket, name))
+            link = AgentLink(name, await blocking(self.engine.agent_socket, name))
             await link.connect(30)
             timeout = vm.get("qrexec_timeout")
             try:
@@ -193,10 +190,10 @@ class Runtime:
                 await link.close()
             if domain_created:
                 with contextlib.suppress(QubesException):
-                    await self._blocking(self.engine.kill, name)
+                    await blocking(self.engine.kill, name)
             if volumes_started:
                 with contextlib.suppress(QubesException):
-                    await self._blocking(vm.storage.stop)
+                    await blocking(vm.storage.stop)
             self.states.pop(name, None)
             self._starting.discard(name)
             self._halted_event(name).set()
@@ -244,7 +241,7 @@ class Runtime:
         if link is not None and link.ready:
             link.request_shutdown()
         else:
-            await self._blocking(self.engine.shutdown_acpi, vm.name)
+            await blocking(self.engine.shutdown_acpi, vm.name)
         if self.power_state(vm) == "Running":
             self.states[vm.name] = "Halting"
         if wait:
@@ -257,20 +254,20 @@ class Runtime:
 
     async def kill(self, vm: BaseVM) -> None:
         self._check_running(vm)
-        await self._blocking(self.engine.kill, vm.name)
+        await blocking(self.engine.kill, vm.name)
         await asyncio.wait_for(self._halted_event(vm.name).wait(), 60)
 
     async def pause(self, vm: BaseVM) -> None:
         if self.power_state(vm) != "Running":
             raise QubesVMNotStartedError(f"Domain is not running: {vm.name}")
-        await self._blocking(self.engine.pause, vm.name)
+        await blocking(self.engine.pause, vm.name)
         self.states[vm.name] = "Paused"
         vm.fire_event("domain-paused")
 
     async def unpause(self, vm: BaseVM) -> None:
         if self.power_state(vm) != "Paused":
             raise QubesVMError(f"Domain is not paused: {vm.name}")
-        await self._blocking(self.engine.unpause, vm.name)
+        await blocking(self.engine.unpause, vm.name)
         self.states[vm.name] = "Running"
         vm.fire_event("domain-unpaused")
 
@@ -278,7 +275,7 @@ class Runtime:
         if self.power_state(vm) not in RUNNING_STATES or vm.name in self._starting:
             return None
         try:
-            return await self._blocking(self.engine.stats, vm.name)
+            return await blocking(self.engine.stats, vm.name)
         except QubesVMError:
             return None
 
@@ -305,7 +302,7 @@ class Runtime:
             self.states.pop(name, None)
             return
         try:
-            await self._blocking(vm.storage.stop)
+            await blocking(vm.storage.stop)
         except QubesException as exc:
             log.error("%s: stopping its volumes failed: %s", name, exc)
         self.states.pop(name, None)
@@ -320,8 +317,8 @@ class Runtime:
 
         try:
             self.app.remove_vm(vm)
-            await self._blocking(vm.storage.remove)
-            await self._blocking(shutil.rmtree, vm.dir_path, True)
+            await blocking(vm.storage.remove)
+            await blocking(shutil.rmtree, vm.dir_path, True)
             if self.save is not None:
                 self.save(self.app)
         except QubesException as exc:
