@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 from septa.api.dispatch import Call, method
 from septa.core.blocking import blocking
@@ -100,6 +99,5 @@ async def vm_create_in_pool(call: Call) -> str:
 async def vm_remove(call: Call) -> str:
     vm = call.dest
     call.app.remove_vm(vm)
-    await blocking(vm.storage.remove)
-    shutil.rmtree(vm.dir_path, ignore_errors=True)
+    await blocking(vm.remove_files)
     return ""

@@ -313,12 +313,9 @@ class Runtime:
 
     async def _remove_disposable(self, vm: BaseVM) -> None:
         """A disposable is gone with everything it had once it stops."""
-        import shutil
-
         try:
             self.app.remove_vm(vm)
-            await blocking(vm.storage.remove)
-            await blocking(shutil.rmtree, vm.dir_path, True)
+            await blocking(vm.remove_files)
             if self.save is not None:
                 self.save(self.app)
         except QubesException as exc:

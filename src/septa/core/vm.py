@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,6 +236,12 @@ class BaseVM(PropertyHolder):
     @property
     def dir_path(self) -> Path:
         return self.app.paths.qubes_base / self.dir_name / self.name
+
+    def remove_files(self) -> None:
+        """Delete the volumes and the directory of a qube taken out of the registry
+        (blocking: run it in the executor)."""
+        self.storage.remove()
+        shutil.rmtree(self.dir_path, ignore_errors=True)
 
     def power_state(self) -> str:
         runtime = self.app.runtime
