@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from septa.api.dispatch import Call, method
+from septa.core import creation
 from septa.core.blocking import blocking
 from septa.core.errors import ProtocolError, QubesValueError
 from septa.core.labels import Label
@@ -64,17 +65,10 @@ def _parse_create_payload(call: Call, in_pool: bool,
 async def create_qube(call: Call, klass: str, name: str, label: Label,
                       template: BaseVM | str | None, properties: dict[str, str] | None = None,
                       pools: dict[str, str] | None = None, pool: str | None = None) -> BaseVM:
-    """A new qube with its volumes made; on any failure nothing of it is left."""
-    vm = call.app.create_vm(klass, name, label, template=template, properties=properties)
-    try:
-        if pools or pool:
-            vm.storage.plan(pools, pool)
-        await blocking(vm.storage.create)
-    except BaseException:
-        call.app.forget_vm(vm)
-        raise
-    vm.tags.add(f"created-by-{call.source}")
-    return vm
+    """A new qube made for the caller (see :func:`septa.core.creation.create_qube`)."""
+    return await creation.create_qube(call.app, klass, name, label, template,
+                                      created_by=call.source, properties=properties,
+                                      pools=pools, pool=pool)
 
 
 async def _create(call: Call, in_pool: bool) -> str:

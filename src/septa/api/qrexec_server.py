@@ -102,11 +102,8 @@ class QrexecServer:
             runtime = self.app.runtime
             if runtime is None:
                 raise QubesVMNotStartedError("This septad runs no qubes")
-            if vm.power_state() == "Halted":
-                if not autostart:
-                    raise QubesVMNotStartedError(f"Domain is not running: {target}")
-                await runtime.start(vm)
-            call = await runtime.mux_for(vm).open(request)
+            mux = await runtime.running_mux(vm, autostart)
+            call = await mux.open(request)
             await self._pump(call, reader, writer, decoder, pending)
         except (QubesException, QrexecError, FrameError, TimeoutError, ValueError) as exc:
             name = type(exc).__name__

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from septa.core.blocking import blocking
+from septa.core.disposables import Disposables
 from septa.core.errors import (
     QubesException,
     QubesVMError,
@@ -55,6 +56,11 @@ class Runtime:
         self.on_mux: Callable[[CallMux], None] | None = None
         self._starting: set[str] = set()
         self._halted: dict[str, asyncio.Event] = {}
+        #: the starts under way (their result: started or not), which a call's autostart
+        #: waits for instead of racing
+        self._starts: dict[str, asyncio.Future[bool]] = {}
+        self.disposables = Disposables(self)
+        app.add_global_listener(self.disposables.on_event)
         engine.on_lifecycle(self._on_lifecycle)
 
     # ----- helpers ------------------------------------------------------------------
@@ -87,6 +93,9 @@ class Runtime:
             elif type(vm).__name__ != "AdminVM":
                 with contextlib.suppress(QubesException):
                     await blocking(self._stop_running_volumes, vm)
+                if vm.get_or("auto_cleanup", False):
+                    await self.remove_disposable(vm)  # it stopped while septad was away
+        await self.disposables.recover()
 
     @staticmethod
     def _stop_running_volumes(vm: BaseVM) -> None:
@@ -158,6 +167,16 @@ class Runtime:
 
     async def start(self, vm: BaseVM) -> None:
         self._check_can_start(vm)
+        done = self._starts[vm.name] = asyncio.get_running_loop().create_future()
+        started = False
+        try:
+            await self._start(vm)
+            started = True
+        finally:
+            done.set_result(started)
+            self._starts.pop(vm.name, None)
+
+    async def _start(self, vm: BaseVM) -> None:
         name = vm.name
         self._starting.add(name)
         self.states[name] = "Transient"
@@ -205,6 +224,23 @@ class Runtime:
         self.states[name] = "Running"
         self._serve_calls(vm)
         vm.fire_event("domain-start")
+
+    async def ensure_running(self, vm: BaseVM) -> None:
+        """Start ``vm`` unless it runs; when a start is already under way, wait for it
+        (two calls that autostart the same qube share one start)."""
+        pending = self._starts.get(vm.name)
+        if pending is not None:
+            if not await asyncio.shield(pending):
+                raise QubesVMError(f"{vm.name} failed to start")
+        elif self.power_state(vm) == "Halted":
+            await self.start(vm)
+
+    async def running_mux(self, vm: BaseVM, autostart: bool) -> CallMux:
+        """The call multiplexer of ``vm``, started first when halted and ``autostart``."""
+        if not autostart and self.power_state(vm) == "Halted":
+            raise QubesVMNotStartedError(f"Domain is not running: {vm.name}")
+        await self.ensure_running(vm)
+        return self.mux_for(vm)
 
     def _serve_calls(self, vm: BaseVM) -> None:
         """Make the qube's mux now, so that the calls the qube makes are served."""
@@ -308,10 +344,10 @@ class Runtime:
         self.states.pop(name, None)
         vm.fire_event("domain-shutdown", reason=kind)
         if vm.get_or("auto_cleanup", False):
-            await self._remove_disposable(vm)
+            await self.remove_disposable(vm)
         self._halted_event(name).set()
 
-    async def _remove_disposable(self, vm: BaseVM) -> None:
+    async def remove_disposable(self, vm: BaseVM) -> None:
         """A disposable is gone with everything it had once it stops."""
         try:
             self.app.remove_vm(vm)
