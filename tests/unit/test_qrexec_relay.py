@@ -16,14 +16,19 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 from septa.agent import wire
 from septa.agent.main import Agent
 from septa.agent.port import SocketPort
+from septa.api.protocol import Request, ok_frame
+from septa.api.qrexec_admin import AdminBridge
 from septa.api.qrexec_relay import QrexecRelay
+from septa.core.vm import BaseVM
 from septa.hypervisor.agent_link import AgentLink
 from septa.qrexec.mux import CallMux
-from septa.qrexec.policy import Deny, PolicyCache, SystemInfo
+from septa.qrexec.policy import Allow, Ask, Deny, PolicyCache, SystemInfo
 from tests.unit.test_agent_calls import SRC, call_config, make_rpc_dir
 
 TIMEOUT = 60.0
@@ -73,15 +78,27 @@ class Qube:
 
 
 class Targets:
-    """The runtime stand-in: muxes of running qubes, and which ones calls went to."""
+    """The runtime stand-in: muxes of running qubes, and which ones calls went to.
+
+    A "new disposable" is ``vault`` (recorded with its template), "destroyed" when its
+    call ends (recorded too)."""
 
     def __init__(self) -> None:
         self.muxes: dict[str, CallMux] = {}
         self.asked: list[str] = []
+        self.disposables: list[str] = []
+        self.discarded: list[str] = []
 
     async def mux_for(self, name: str, autostart: bool) -> CallMux:
         self.asked.append(name)
         return self.muxes[name]
+
+    async def new_disposable(self, template: str, source: str) -> str:
+        self.disposables.append(f"{template} for {source}")
+        return "vault"
+
+    async def discard(self, name: str) -> None:
+        self.discarded.append(name)
 
 
 def system_info() -> SystemInfo:
@@ -215,17 +232,78 @@ def test_no_matching_rule_denies(tmp_path: Path) -> None:
     assert not setup.qubes["vault"].served_calls
 
 
-def test_ask_and_dispvm_are_refused_for_now(tmp_path: Path) -> None:
+def test_ask_without_a_policy_agent_denies(tmp_path: Path) -> None:
     async def scenario(s: Setup) -> None:
         assert (await s.call("vault", "test.Cat"))[0] == 126
-        assert (await s.call("@dispvm", "test.Cat"))[0] == 126
-        for target in ("vault", "@dispvm"):
-            decision = s.relay.decide("work", target, "test.Cat", "")
-            assert isinstance(decision, Deny) and "not supported" in decision.reason
+        decision = await s.relay.decide("work", "vault", "test.Cat", "")
+        assert isinstance(decision, Deny) and "no policy agent" in decision.reason
 
-    setup = run(tmp_path, scenario, "test.Cat * work vault ask\n"
-                                    "test.Cat * work @dispvm allow target=@dispvm:dvm\n")
+    setup = run(tmp_path, scenario, "test.Cat * work vault ask\n")
     assert not setup.qubes["vault"].served_calls
+
+
+def test_ask_runs_the_call_in_the_target_the_user_chose(tmp_path: Path) -> None:
+    questions: list[tuple[str, str, str, tuple[str, ...], str | None]] = []
+
+    async def confirm(ask: Ask, source: str, service: str, arg: str) -> Allow | Deny:
+        questions.append((source, service, arg, ask.targets, ask.default_target))
+        return ask.answer("vault") if arg != "no" else Deny("the user said no")
+
+    async def scenario(s: Setup) -> None:
+        s.relay.confirm = confirm
+        assert await s.call("@default", "test.Cat+yes", b"chosen") == (0, b"chosen", b"")
+        assert (await s.call("@default", "test.Cat+no", b"refused"))[0] == 126
+
+    setup = run(tmp_path, scenario, "test.Cat * work @default ask default_target=vault\n"
+                                    "test.Cat * work vault ask\n")
+    assert questions[0] == ("work", "test.Cat", "yes", ("vault",), "vault")
+    assert [q[2] for q in questions] == ["yes", "no"]
+    assert setup.targets.asked == ["vault"]
+
+
+def test_dispvm_call_runs_in_a_new_disposable_destroyed_after(tmp_path: Path) -> None:
+    async def scenario(s: Setup) -> None:
+        assert await s.call("@dispvm", "test.Cat", b"once") == (0, b"once", b"")
+        assert await s.call("@dispvm:dvm", "test.Cat", b"twice") == (0, b"twice", b"")
+
+    setup = run(tmp_path, scenario, "test.Cat * work @dispvm allow target=@dispvm:dvm\n"
+                                    "test.Cat * work @dispvm:dvm allow\n")
+    assert setup.targets.disposables == ["dvm for work", "dvm for work"]
+    assert setup.targets.discarded == ["vault", "vault"]
+
+
+class FakeAdmin:
+    """The Admin API stand-in: answers with what it was asked and who it may list."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+
+    async def respond_to(self, request: Request, permits: Callable[[BaseVM], bool] | None,
+                         ) -> bytes:
+        self.requests.append(request)
+        assert permits is not None
+        seen = [name for name in ("work", "vault", "dvm")
+                if permits(cast("BaseVM", SimpleNamespace(name=name)))]
+        return ok_frame(f"{request.dest} {request.arg} {' '.join(seen)} "
+                        f"{request.payload.decode()}")
+
+
+def test_admin_calls_from_qubes_follow_the_policy(tmp_path: Path) -> None:
+    admin = FakeAdmin()
+
+    async def scenario(s: Setup) -> None:
+        s.relay.admin = AdminBridge(admin, s.relay.policy, system_info)
+        assert await s.call("dom0", "admin.vm.List") == (0, b"0\0dom0  vault ", b"")
+        assert await s.call("vault", "admin.vm.property.Get+label", b"x") == \
+            (0, b"0\0vault label vault x", b"")
+        assert (await s.call("work", "admin.vm.property.Get+label"))[0] == 126
+        assert (await s.call("dom0", "admin.vm.Kill"))[0] == 126
+
+    run(tmp_path, scenario, "admin.vm.List * work @adminvm allow\n"
+                            "admin.vm.List * work vault allow target=dom0\n"
+                            "admin.vm.property.Get * work vault allow target=dom0\n")
+    assert [(r.source, r.method, r.dest) for r in admin.requests] == [
+        ("work", "admin.vm.List", "dom0"), ("work", "admin.vm.property.Get", "vault")]
 
 
 def test_policy_change_takes_effect(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from septa.api import (  # noqa: F401 - importing registers the methods
 )
 from septa.api.dispatch import TABLE, MethodTable
 from septa.api.methods_internal import INTERNAL
+from septa.api.qrexec_admin import AdminBridge
 from septa.api.qrexec_relay import QrexecRelay
 from septa.api.qrexec_server import QrexecServer
 from septa.api.server import ApiServer, socket_in_use
@@ -68,8 +69,10 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     relay = QrexecRelay.for_app(app)
     app.runtime.on_mux = relay.attach
     await app.runtime.recover()
+    admin = ApiServer(app, TABLE, store.save)
+    relay.admin = AdminBridge(admin, relay.policy, relay.system_info)
     servers = [
-        (ApiServer(app, TABLE, store.save), paths.admin_socket),
+        (admin, paths.admin_socket),
         (ApiServer(app, INTERNAL, store.save), paths.internal_socket),
         (ApiServer(app, MISC, store.save), paths.misc_socket),
     ]
@@ -87,6 +90,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     finally:
         await qrexec.close()
         await relay.close()
+        await app.runtime.disposables.close()
         for server, path in servers:
             await server.close()
             with contextlib.suppress(FileNotFoundError):

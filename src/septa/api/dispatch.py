@@ -42,6 +42,14 @@ class Call:
     dest: BaseVM
     suffix: str = ""
     services: dict[str, Any] = field(default_factory=dict)
+    #: for a call a qube made through qrexec: whether the policy would let it make this
+    #: call on a given qube (``admin.vm.List`` and ``admin.Events`` on dom0 show only
+    #: those qubes); None for dom0's own calls, which see everything
+    permits: Callable[[BaseVM], bool] | None = None
+
+    def may_see(self, vm: BaseVM) -> bool:
+        """Whether the caller may learn about ``vm`` through this call."""
+        return self.permits is None or self.permits(vm)
 
     @property
     def arg(self) -> str:
@@ -100,7 +108,8 @@ def method(name: str, *, wants_arg: bool | None = False, wants_payload: bool = F
     return register
 
 
-def prepare(app: Qubes, request: Request, table: MethodTable = TABLE) -> tuple[MethodSpec, Call]:
+def prepare(app: Qubes, request: Request, table: MethodTable = TABLE,
+            permits: Callable[[BaseVM], bool] | None = None) -> tuple[MethodSpec, Call]:
     """Check a request against its method's spec and resolve its destination."""
     spec, suffix = table.lookup(request.method)
     if spec.wants_arg is False and request.arg:
@@ -117,4 +126,4 @@ def prepare(app: Qubes, request: Request, table: MethodTable = TABLE) -> tuple[M
         raise ProtocolError(f"{request.method} must be called on dom0")
     if spec.dest_adminvm is False and isinstance(dest, AdminVM):
         raise ProtocolError(f"{request.method} cannot be called on dom0")
-    return spec, Call(app, request, dest, suffix)
+    return spec, Call(app, request, dest, suffix, permits=permits)

@@ -32,6 +32,8 @@ async def events(call: Call) -> AsyncIterator[bytes]:
     def listener(subject: Any, event: str, kwargs: dict[str, Any]) -> None:
         if only is not None and subject is not only:
             return
+        if isinstance(subject, BaseVM) and not call.may_see(subject):
+            return
         if queue.qsize() >= MAX_QUEUED:
             queue.put_nowait(None)
             return

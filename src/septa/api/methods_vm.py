@@ -27,10 +27,8 @@ def vm_line(vm: BaseVM) -> str:
 
 @method("admin.vm.List")
 async def vm_list(call: Call) -> str:
-    if isinstance(call.dest, AdminVM) and call.source == "dom0":
-        return "".join(vm_line(vm) for vm in call.app.domains)
-    if call.source not in ("dom0", call.dest.name):
-        return ""
+    if isinstance(call.dest, AdminVM):
+        return "".join(vm_line(vm) for vm in call.app.domains if call.may_see(vm))
     return vm_line(call.dest)
 
 

@@ -6,13 +6,16 @@ A qube's agent sends CALL (see :mod:`septa.agent.wire`); the qube's
 of the link (never what the qube says). :class:`QrexecRelay` then:
 
 1. evaluates the policy (:class:`~septa.qrexec.policy.PolicyCache`, re-read when its
-   files change) with the registry's facts; no matching rule denies. ``ask`` is
-   refused for now (there is no prompt on the desktop yet), and so are targets that
-   are new disposables (``@dispvm``), with a reason that says so;
+   files change) with the registry's facts; no matching rule denies. ``ask`` goes to
+   the user (:attr:`QrexecRelay.confirm`, the prompt of a policy agent): the chosen
+   target, or deny; without a way to ask, ``ask`` denies;
 2. on ``allow``, runs the service in the target: a qube (started first when it is
    halted, which the rule's ``autostart`` allows) gets an OPEN with the calling qube as
-   ``source`` and the rule's user; dom0 runs the executable file of the service from
-   its ``/etc/qubes-rpc`` (:mod:`septa.api.qrexec_dom0`);
+   ``source`` and the rule's user; ``@dispvm:NAME`` is a new disposable of NAME (a
+   preloaded one when there is one), destroyed when the call ends; dom0 serves
+   ``admin.*`` calls on its Admin API (:mod:`septa.api.qrexec_admin`) and runs other
+   services from the executable files of its ``/etc/qubes-rpc``
+   (:mod:`septa.api.qrexec_dom0`);
 3. relays stdin, stdout and stderr both ways (flow control end to end) and ends the
    caller's call with the exit status, or with ERROR (``refused`` when the service
    never ran; the caller learns no reason, which stays in septad's log, as in Qubes).
@@ -22,10 +25,12 @@ of the link (never what the qube says). :class:`QrexecRelay` then:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from septa.api.qrexec_admin import AdminBridge
 from septa.api.qrexec_dom0 import run_dom0_service
 from septa.core.errors import QubesException, QubesVMNotStartedError
 from septa.qrexec.incoming import IncomingCall
@@ -37,16 +42,31 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from septa.core.app import Qubes
+    from septa.core.lifecycle import Runtime
 
 log = logging.getLogger(__name__)
 DEFAULT_USER = "user"
 
 
+DISPVM_PREFIX = "@dispvm:"
+#: How the relay asks the user about an ``ask`` decision: (decision, source, service,
+#: argument) -> what the user chose
+Confirm = Callable[[Ask, str, str, str], Awaitable[Allow | Deny]]
+
+
 class Targets(Protocol):
-    """Where calls run: the call multiplexer of a running qube."""
+    """Where calls run: the call multiplexer of a running qube; new disposables."""
 
     async def mux_for(self, name: str, autostart: bool) -> CallMux:
         """The mux of qube ``name``, started first if halted and ``autostart``."""
+        ...
+
+    async def new_disposable(self, template: str, source: str) -> str:
+        """The name of a new disposable of ``template`` for a call from ``source``."""
+        ...
+
+    async def discard(self, name: str) -> None:
+        """Destroy the disposable ``name`` (its call has ended)."""
         ...
 
 
@@ -56,16 +76,26 @@ class RuntimeTargets:
     def __init__(self, app: Qubes) -> None:
         self.app = app
 
-    async def mux_for(self, name: str, autostart: bool) -> CallMux:
-        vm = self.app.domains[name]
-        runtime = self.app.runtime
-        if runtime is None:
+    def _runtime(self) -> Runtime:
+        if self.app.runtime is None:
             raise QubesVMNotStartedError("This septad runs no qubes")
-        if vm.power_state() == "Halted":
-            if not autostart:
-                raise QubesVMNotStartedError(f"Domain is not running: {name}")
-            await runtime.start(vm)
-        return runtime.mux_for(vm)
+        return self.app.runtime
+
+    async def mux_for(self, name: str, autostart: bool) -> CallMux:
+        return await self._runtime().running_mux(self.app.domains[name], autostart)
+
+    async def new_disposable(self, template: str, source: str) -> str:
+        vm = await self._runtime().disposables.new(self.app.domains[template], source)
+        return vm.name
+
+    async def discard(self, name: str) -> None:
+        if name not in self.app.domains:
+            return
+        vm, runtime = self.app.domains[name], self._runtime()
+        if runtime.power_state(vm) != "Halted":
+            await runtime.kill(vm)  # septad removes it as it stops (auto_cleanup)
+        else:
+            await runtime.remove_disposable(vm)
 
 
 def registry_info(app: Qubes) -> SystemInfo:
@@ -90,6 +120,10 @@ class QrexecRelay:
         self.policy = policy if policy is not None else PolicyCache()
         #: dom0's services; None: dom0 serves no calls from qubes
         self.rpc_dir = rpc_dir
+        #: asks the user about ``ask`` decisions; None: ``ask`` denies
+        self.confirm: Confirm | None = None
+        #: serves ``admin.*`` calls to dom0; None: dom0 serves them from ``rpc_dir``
+        self.admin: AdminBridge | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -113,8 +147,8 @@ class QrexecRelay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def decide(self, source: str, target: str, service: str, arg: str) -> Decision:
-        """The decision for a call from ``source`` (what this relay supports of it)."""
+    async def decide(self, source: str, target: str, service: str, arg: str) -> Decision:
+        """The decision for a call from ``source``, the user asked when the policy says so."""
         try:
             request = Request(source, target, service, arg)
         except RequestError as exc:
@@ -125,18 +159,17 @@ class QrexecRelay:
             return Deny(f"no system info: {exc}")
         decision = self.policy.evaluate(request, info)
         if isinstance(decision, Ask):
-            return Deny(f"'ask' is not supported yet (no confirmation prompt): {decision.rule}",
-                        rule=decision.rule)
-        if isinstance(decision, Allow) and decision.target.startswith("@dispvm"):
-            return Deny(f"calls to new disposables ({decision.target}) are not supported yet",
-                        rule=decision.rule)
+            if self.confirm is None:
+                return Deny(f"nobody to ask (no policy agent): {decision.rule}",
+                            rule=decision.rule)
+            return await self.confirm(decision, source, service, arg)
         return decision
 
     async def handle(self, call: IncomingCall) -> None:
         """Decide, run and relay one call; always ends it."""
         source, info = call.source, call.info
         what = f"{source} -> {info.target}: {info.service}+{info.arg}"
-        decision = self.decide(source, info.target, info.service, info.arg)
+        decision = await self.decide(source, info.target, info.service, info.arg)
         if isinstance(decision, Deny):
             log.info("refused %s: %s", what, decision.reason)
             call.refuse("Request refused")  # the reason stays in dom0, as in Qubes
@@ -158,16 +191,42 @@ class QrexecRelay:
             call.refuse(f"the call failed: {error}", refused=False)
 
     async def _run(self, call: IncomingCall, decision: Allow) -> None:
-        info = call.info
         if decision.target == self.system_info().adminvm:
-            if self.rpc_dir is None:
-                call.refuse("dom0 serves no calls from qubes here")
-                return
-            status = await run_dom0_service(call, self.rpc_dir, decision.requested_target)
-            call.exit(status)
-            return
+            await self._run_in_dom0(call, decision)
+        elif decision.target.startswith(DISPVM_PREFIX):
+            await self._run_in_disposable(call, decision)
+        else:
+            await self._run_in_qube(call, decision, decision.target)
+
+    async def _run_in_dom0(self, call: IncomingCall, decision: Allow) -> None:
+        if self.admin is not None and self.admin.serves(call.info.service):
+            call.exit(await self.admin.serve(call, decision.requested_target))
+        elif self.rpc_dir is None:
+            call.refuse("dom0 serves no calls from qubes here")
+        else:
+            call.exit(await run_dom0_service(call, self.rpc_dir, decision.requested_target))
+
+    async def _run_in_disposable(self, call: IncomingCall, decision: Allow) -> None:
+        template = decision.target[len(DISPVM_PREFIX):]
         try:
-            mux = await self.targets.mux_for(decision.target, decision.autostart)
+            name = await self.targets.new_disposable(template, call.source)
+        except (QubesException, KeyError) as exc:
+            log.warning("call %s from %s: no disposable of %s: %s", call.info.service,
+                        call.source, template, exc)
+            call.refuse("Request refused")
+            return
+        log.info("call %s from %s runs in the new disposable %s", call.info.service,
+                 call.source, name)
+        try:
+            await self._run_in_qube(call, decision, name)
+        finally:
+            with contextlib.suppress(QubesException):
+                await asyncio.shield(self.targets.discard(name))
+
+    async def _run_in_qube(self, call: IncomingCall, decision: Allow, target: str) -> None:
+        info = call.info
+        try:
+            mux = await self.targets.mux_for(target, decision.autostart)
             remote = await mux.open({
                 "service": info.service, "arg": info.arg, "source": call.source,
                 "user": decision.user or DEFAULT_USER,
@@ -176,7 +235,7 @@ class QrexecRelay:
             status = await pump(remote, call.stdin, call.stdout, call.stderr)
         except (QubesException, KeyError) as exc:
             log.warning("call %s+%s from %s: cannot reach %s: %s", info.service, info.arg,
-                        call.source, decision.target, exc)
+                        call.source, target, exc)
             call.refuse("Request refused")
             return
         except CallRefused as exc:
@@ -186,4 +245,3 @@ class QrexecRelay:
             call.refuse(f"the call failed: {exc}", refused=False)
             return
         call.exit(status)
-

@@ -17,9 +17,16 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from septa.api.dispatch import MethodTable, prepare
-from septa.api.protocol import MAX_REQUEST, exception_frame, ok_frame, parse_request
+from septa.api.protocol import (
+    MAX_REQUEST,
+    Request,
+    exception_frame,
+    ok_frame,
+    parse_request,
+)
 from septa.core.app import Qubes
 from septa.core.errors import ProtocolError, QubesException
+from septa.core.vm import BaseVM
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT = 30.0
@@ -70,7 +77,15 @@ class ApiServer:
         """The response to one whole request (an event stream for ``admin.Events``)."""
         try:
             request = parse_request(data)
-            spec, call = prepare(self.app, request, self.table)
+        except QubesException as exc:
+            return exception_frame(exc.wire_name, str(exc))
+        return await self.respond_to(request)
+
+    async def respond_to(self, request: Request, permits: Callable[[BaseVM], bool] | None = None,
+                         ) -> bytes | AsyncIterator[bytes]:
+        """The response to a parsed request; ``permits`` as in :class:`Call`."""
+        try:
+            spec, call = prepare(self.app, request, self.table, permits)
             result = await spec.handler(call)
             if spec.writes:
                 self.save(self.app)
