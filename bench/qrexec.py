@@ -8,15 +8,22 @@ creates and starts one AppVM and creates a disposable template, then measures:
    the Python API that ``qvm-run`` uses (:func:`septa.client.qrexec.run_call`,
    ``qubes.VMExec+true``), the median wall time of whole ``qvm-run -p --no-shell QUBE true``
    processes, and calls/s with 8 threads calling at once (median of 3 runs).
-2. Throughput of a 256 MiB pipe dom0 -> qube (``qubes.VMExec`` running ``wc -c``, which
-   also checks the length) and qube -> dom0 (``head -c 268435456 /dev/zero``), MB/s,
-   median of 3; against a plain ``head | cat`` pipe on the host (a memory copy) and the
-   published Qubes figures (850 MB/s qube -> dom0, 317 MB/s dom0 -> qube).
+2. Throughput of a 1 GiB pipe dom0 -> qube (``qubes.VMExec`` running ``wc -c``, which
+   also checks the length), qube -> dom0 (``head -c 1073741824 /dev/zero``) and qube ->
+   qube (``head -c | qrexec-client-vm OTHER qubes.VMExec+wc+--c`` in the first qube,
+   relayed by septad under an ``allow`` rule), MB/s, median of 3; against the same bytes
+   through a plain virtio-serial port of a bare QEMU of the same guest
+   (:mod:`raw_channel`: no framing, no relay), a ``head | cat`` pipe on the host (a
+   memory copy) and the published Qubes figures (850 MB/s qube -> dom0, 317 MB/s dom0
+   -> qube).
 3. Policy evaluations/s with a generated 1,000-line policy (4.1+ format) for a request
    that matches the last line and one that matches the first, median of 5; against the
    published 4.0 figure (about 300 ms per call).
-4. Disposables: ``qvm-run --dispvm=DVM -p --no-shell true`` from start to exit, median of
-   3, against the published 8.5 s cold start.
+4. Disposables: ``qvm-run --dispvm=DVM -p --no-shell echo running``, from the start of
+   the process to the command's output (the command running) and to the exit (the
+   disposable killed and removed), median of 3, cold and from a preloaded disposable
+   (``preload-dispvm-max`` = 1 on DVM; each run waits until the pool is full again);
+   against the published 8.5 s cold and 2.9 s preloaded.
 
 Qubes run under whatever septa chooses (KVM or TCG); the machine facts say which.
 Everything started is stopped and the root removed on success, failure or Ctrl-C.
@@ -40,12 +47,15 @@ from pathlib import Path
 
 import _harness as h
 import boot
+import raw_channel
 from septa.client.qrexec import CallRequest, run_call
+from septa.hypervisor.accel import choose_accel
 from septa.hypervisor.libvirt_engine import instance_prefix
 from septa.qrexec.policy import Allow, Policy, Request, SystemInfo
 
 TEMPLATE = boot.TEMPLATE
 QUBE = "qbench"
+PEER = "qbench-peer"
 DVM = "dvm"
 THREADS = 8
 PARALLEL_RUNS = 3
@@ -162,6 +172,21 @@ def qube_to_dom0(target: str, size: int) -> float:
     return elapsed
 
 
+def qube_to_qube(source: str, target: str, size: int) -> float:
+    """Seconds for ``size`` bytes from ``source`` into ``wc -c`` in ``target``."""
+    out: list[bytes] = []
+    start = time.perf_counter()
+    status = run_call(CallRequest(source, command=(
+        f"head -c {size} /dev/zero | qrexec-client-vm {target} qubes.VMExec+wc+--c")),
+        stdout=out.append)
+    elapsed = time.perf_counter() - start
+    counted = b"".join(out).strip()
+    if status != 0 or counted != str(size).encode():
+        raise h.BenchError(f"qube -> qube: wc -c said {counted!r} (status {status}), "
+                           f"expected {size}")
+    return elapsed
+
+
 def host_pipe(size: int) -> float:
     """Seconds for ``head -c SIZE /dev/zero | cat > /dev/null`` on the host."""
     return h.wall_time(["sh", "-c", f"head -c {size} /dev/zero | cat > /dev/null"])
@@ -260,12 +285,18 @@ def setup(daemon: h.Septad) -> None:
     print(f"qvm-template build {TEMPLATE}: {time.perf_counter() - start:.1f} s", flush=True)
     if not boot.exists(daemon, QUBE):
         boot.tool(daemon, "qvm-create", "-t", TEMPLATE, "-l", "red", QUBE)
+    if not boot.exists(daemon, PEER):
+        boot.tool(daemon, "qvm-create", "-t", TEMPLATE, "-l", "red", PEER)
+    policy = daemon.root / "etc/qubes/policy.d/30-bench.policy"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(f"qubes.VMExec * {QUBE} {PEER} allow\n")
     if not boot.exists(daemon, DVM):
         boot.tool(daemon, "qvm-create", "-t", TEMPLATE, "-l", "red", "--prop",
                   "template_for_dispvms=True", DVM)
     start = time.perf_counter()
     boot.tool(daemon, "qvm-start", QUBE, timeout=300)
     print(f"qvm-start {QUBE}: {time.perf_counter() - start:.1f} s", flush=True)
+    boot.tool(daemon, "qvm-start", PEER, timeout=300)
     memory = boot.tool(daemon, "qvm-prefs", QUBE, "memory").strip()
     vcpus = boot.tool(daemon, "qvm-prefs", QUBE, "vcpus").strip()
     print(f"qube {QUBE}: {memory} MiB, {vcpus} vcpus; disposable template {DVM}", flush=True)
@@ -293,7 +324,7 @@ def measure_latency(daemon: h.Septad, calls: int, processes: int) -> None:
           "as each thread sees it)", flush=True)
 
 
-def measure_throughput(size: int) -> None:
+def measure_throughput(daemon: h.Septad, size: int) -> None:
     mb = size / 1e6
     results: list[tuple[str, list[float], float | None]] = []
     runs: list[tuple[str, Callable[[], float], float | None]] = [
@@ -301,37 +332,104 @@ def measure_throughput(size: int) -> None:
          PUBLISHED_DOM0_TO_QUBE),
         ("qube -> dom0 (head -c /dev/zero)", lambda: qube_to_dom0(QUBE, size),
          PUBLISHED_QUBE_TO_DOM0),
-        ("host: head -c | cat > /dev/null", lambda: host_pipe(size), None)]
+        ("qube -> qube (relayed by dom0)", lambda: qube_to_qube(QUBE, PEER, size), None)]
     for label, action, published in runs:
         results.append((label, [mb / action() for _ in range(THROUGHPUT_RUNS)], published))
+    raw = raw_reference(daemon, size)
+    results.append(("raw virtio-serial port: host -> guest",
+                    [mb / t for t in raw.to_guest], None))
+    results.append(("raw virtio-serial port: guest -> host",
+                    [mb / t for t in raw.from_guest], None))
+    results.append(("host: head -c | cat > /dev/null",
+                    [mb / host_pipe(size) for _ in range(THROUGHPUT_RUNS)], None))
+    raw_in, raw_out = h.median(results[3][1]), h.median(results[4][1])
     host = h.median(results[-1][1])
+    reference = {0: raw_in, 1: raw_out, 2: min(raw_in, raw_out)}
     print(f"\n-- 2. throughput of a {size // 2**20} MiB pipe, MB/s (10^6 B/s), "
           f"median of {THROUGHPUT_RUNS} --")
-    table = h.Table("direction", "MB/s", "runs", "published Qubes", "septa/published",
-                    "septa/host pipe")
-    for label, rates, published in results:
+    table = h.Table("direction", "MB/s", "runs", "septa/raw port", "published Qubes",
+                    "septa/published", "/host pipe")
+    for index, (label, rates, published) in enumerate(results):
         rate = h.median(rates)
         table.add(label, f"{rate:,.0f}", " ".join(f"{r:,.0f}" for r in rates),
+                  f"{rate / reference[index]:.2f}" if index in reference else "",
                   "" if published is None else f"{published:,.0f}",
                   "" if published is None else f"{rate / published:.2f}",
                   f"{rate / host:.3f}")
     table.print()
-    print("published: Qubes 4.x on Xen, 850 MB/s qube -> dom0, 317 MB/s dom0 -> qube "
+    print("septa/raw port: against the same direction through a plain virtio-serial port "
+          "(qube -> qube: against the slower direction); published: Qubes 4.x on Xen "
           "(other hardware; for scale only)", flush=True)
 
 
+def raw_reference(daemon: h.Septad, size: int) -> raw_channel.RawRates:
+    """The raw port's rates in a bare QEMU with the qube's memory, vcpus and accelerator."""
+    image = boot.prepare_image(daemon.root)
+    memory = int(boot.tool(daemon, "qvm-prefs", QUBE, "memory"))
+    vcpus = int(boot.tool(daemon, "qvm-prefs", QUBE, "vcpus"))
+    workdir = daemon.root / "raw-reference"
+    workdir.mkdir(exist_ok=True)
+    return raw_channel.measure(image, workdir, memory, vcpus, choose_accel(image.kernel),
+                               size, THROUGHPUT_RUNS)
+
+
+def dispvm_run(daemon: h.Septad) -> tuple[float, float]:
+    """Seconds from spawning ``qvm-run --dispvm`` to the command's output, and to its exit."""
+    argv = [str(h.VENV_BIN / "qvm-run"), f"--dispvm={DVM}", "-p", "--no-shell", "echo",
+            "running"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=daemon.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    running = time.perf_counter() - start
+    proc.stdout.read()
+    err = proc.stderr.read()
+    status = proc.wait()
+    total = time.perf_counter() - start
+    if status != 0 or line != b"running\n":
+        raise h.BenchError(f"qvm-run --dispvm exited with {status}, output {line!r}: "
+                           f"{err.decode(errors='replace')}")
+    return running, total
+
+
+def preloaded(daemon: h.Septad) -> list[str]:
+    result = subprocess.run([str(h.VENV_BIN / "qvm-features"), DVM, "preload-dispvm"],
+                            env=daemon.env, capture_output=True, text=True, check=False)
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+def wait_preloaded(daemon: h.Septad, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not preloaded(daemon):
+        if time.monotonic() > deadline:
+            raise h.BenchError(f"no preloaded disposable of {DVM} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def measure_dispvm(daemon: h.Septad) -> None:
-    argv = [str(h.VENV_BIN / "qvm-run"), f"--dispvm={DVM}", "-p", "--no-shell", "true"]
-    times = [h.wall_time(argv, env=daemon.env) for _ in range(DISPVM_RUNS)]
-    print(f"\n-- 4. disposable: qvm-run --dispvm={DVM} -p --no-shell true, start to exit --")
-    table = h.Table("what", "median s", "runs s", "published cold s", "septa/published")
-    table.add("create + boot + call + kill + remove", f"{h.median(times):.2f}",
-              " ".join(f"{t:.2f}" for t in times), f"{PUBLISHED_DISPVM_COLD:g}",
-              f"{h.median(times) / PUBLISHED_DISPVM_COLD:.2f}")
+    cold = [dispvm_run(daemon) for _ in range(DISPVM_RUNS)]
+    boot.tool(daemon, "qvm-features", DVM, "preload-dispvm-max", "1")
+    warm = []
+    for _ in range(DISPVM_RUNS):
+        wait_preloaded(daemon)
+        warm.append(dispvm_run(daemon))
+    boot.tool(daemon, "qvm-features", "--unset", DVM, "preload-dispvm-max")
+    print(f"\n-- 4. disposable: qvm-run --dispvm={DVM} -p --no-shell echo running, "
+          f"median of {DISPVM_RUNS} --")
+    table = h.Table("what", "to running s", "runs s", "published s", "septa/published",
+                    "to exit s")
+    for label, runs, published in (("cold (create + boot + call)", cold, PUBLISHED_DISPVM_COLD),
+                                   ("preloaded (taken + unpaused + call)", warm,
+                                    PUBLISHED_DISPVM_POOL)):
+        running = [r for r, _ in runs]
+        table.add(label, f"{h.median(running):.2f}", " ".join(f"{t:.2f}" for t in running),
+                  f"{published:g}", f"{h.median(running) / published:.2f}",
+                  f"{h.median([t for _, t in runs]):.2f}")
     table.print()
-    print(f"published: {PUBLISHED_DISPVM_COLD:g} s cold (start to command running), "
-          f"{PUBLISHED_DISPVM_POOL:g} s from a preloaded pool; septa's figure includes "
-          "the disposable's kill and removal", flush=True)
+    print(f"published: Qubes 4.x on Xen, {PUBLISHED_DISPVM_COLD:g} s cold and "
+          f"{PUBLISHED_DISPVM_POOL:g} s preloaded, start to command running; 'to exit' "
+          "adds the disposable's kill and removal", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -363,7 +461,7 @@ def run(args: argparse.Namespace) -> int:
             accel = _accel(prefix + QUBE)
             print(f"accel of {QUBE}: {accel}", flush=True)
             measure_latency(daemon, args.calls, args.qvm_run)
-            measure_throughput(size)
+            measure_throughput(daemon, size)
             measure_dispvm(daemon)
         except h.BenchError:
             print("septad log tail:\n" + "\n".join(
@@ -414,7 +512,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=100,
                         help="sequential API calls, and calls per parallel run (100)")
     parser.add_argument("--qvm-run", type=int, default=20, help="qvm-run processes (20)")
-    parser.add_argument("--mib", type=int, default=256, help="MiB per pipe (256)")
+    parser.add_argument("--mib", type=int, default=1024, help="MiB per pipe (1024)")
     args = parser.parse_args(argv)
     if args.calls < 1 or args.qvm_run < 1 or args.mib < 1:
         parser.error("--calls, --qvm-run and --mib must be >= 1")
