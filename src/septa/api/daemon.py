@@ -22,6 +22,7 @@ from septa.api import (  # noqa: F401 - importing registers the methods
     methods_storage,
     methods_vm,
 )
+from septa.api.ask_broker import AskBroker
 from septa.api.dispatch import TABLE, MethodTable
 from septa.api.methods_internal import INTERNAL
 from septa.api.qrexec_relay import QrexecRelay
@@ -65,6 +66,8 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     engine = Engine(paths.root)
     engine.enable_events(asyncio.get_running_loop())
     app.runtime = Runtime(app, engine, save=store.save)
+    ask_broker = AskBroker()
+    await ask_broker.start(paths.policy_agent_socket)
     relay = QrexecRelay.for_app(app)
     app.runtime.on_mux = relay.attach
     await app.runtime.recover()
@@ -87,6 +90,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     finally:
         await qrexec.close()
         await relay.close()
+        await ask_broker.close()
         for server, path in servers:
             await server.close()
             with contextlib.suppress(FileNotFoundError):
