@@ -118,9 +118,11 @@ class PolicyAgentClient:
 
     @classmethod
     def connect(cls, path: Path | None = None, timeout: float = HELLO_TIMEOUT,
-                ) -> PolicyAgentClient:
+                read_timeout: float | None = None) -> PolicyAgentClient:
         """Connect to ``path`` (default: this instance's ``policy_agent_socket``); returns
-        once septad has greeted this agent, so that it gets the next questions."""
+        once septad has greeted this agent, so that it gets the next questions.
+        ``read_timeout``: how long :meth:`receive` waits before TimeoutError (None:
+        as long as it takes)."""
         path = path or septa.paths.current().policy_agent_socket
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -128,7 +130,7 @@ class PolicyAgentClient:
             sock.connect(str(path))
             client = cls(sock)
             hello = client._read_line()
-            sock.settimeout(None)
+            sock.settimeout(read_timeout)
         except (OSError, EOFError) as e:
             sock.close()
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
