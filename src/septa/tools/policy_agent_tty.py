@@ -43,10 +43,9 @@ def render(question: Question) -> str:
 
 def prompt_line(question: Question) -> str:
     """The line asking for the answer, with the seconds left."""
-    enter = (f"Enter for {safe(question.default_target)}" if question.default_target
-             else "Enter refuses")
-    return (f"Target number or name ({enter}, n refuses; "
-            f"{question.remaining():.0f} s left): ")
+    keys = (f"Enter for {safe(question.default_target)}, n refuses" if question.default_target
+            else "n or Enter refuses")
+    return f"Target number or name ({keys}; {question.remaining():.0f} s left): "
 
 
 class InvalidChoice(ValueError):
