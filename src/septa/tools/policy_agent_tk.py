@@ -45,10 +45,13 @@ class PromptWindow:
                       ).pack(anchor="w")
         ttk.Label(frame, text="Run it in:").pack(anchor="w", pady=(8, 0))
         self.choice = tk.StringVar(self.window, value=question.default_target or "")
+        self.buttons: dict[str, ttk.Radiobutton] = {}
         for target in question.targets:
             text = f"{target} (default)" if target == question.default_target else target
-            ttk.Radiobutton(frame, text=text, value=target, variable=self.choice,
-                            command=self._update).pack(anchor="w", padx=12)
+            button = ttk.Radiobutton(frame, text=text, value=target, variable=self.choice,
+                                     command=self._update)
+            button.pack(anchor="w", padx=12)
+            self.buttons[target] = button
         self.countdown = ttk.Label(frame)
         self.countdown.pack(anchor="w", pady=(8, 0))
         buttons = ttk.Frame(frame)
@@ -119,13 +122,17 @@ class WindowPrompts:
         self.windows: dict[int, PromptWindow] = {}
         self.inbox: queue.Queue[Message | None] = queue.Queue()
 
-    def run(self) -> int:
-        """Serve until septad disconnects or SIGINT."""
+    def start(self) -> None:
+        """Read the questions and open their windows as Tk's loop runs."""
         self.root.withdraw()
         threading.Thread(target=self._read, daemon=True).start()
-        signal.signal(signal.SIGINT, lambda _signum, _frame: self.root.quit())
         self._say("septa-policy-agent: waiting for questions (windows)")
         self.root.after(POLL_MS, self._poll)
+
+    def run(self) -> int:
+        """Serve until septad disconnects or SIGINT."""
+        self.start()
+        signal.signal(signal.SIGINT, lambda _signum, _frame: self.root.quit())
         self.root.mainloop()
         return 0
 
