@@ -219,7 +219,7 @@ class AskBroker:
         question_id, target = parsed
         question = agent.pending.get(question_id)
         if question is None:
-            log.info("%s answered question %d, which it has no longer", agent, question_id)
+            log.info("%s answered question %d, which is not open (any more)", agent, question_id)
             return
         ask = question.ask
         if target is None:
