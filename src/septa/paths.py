@@ -60,6 +60,11 @@ class Paths:
         return self.runtime_dir / "qrexec.sock"
 
     @property
+    def policy_agent_socket(self) -> Path:
+        """septad's socket where prompt agents (``septa-policy-agent``) answer "ask" rules."""
+        return self.runtime_dir / "policy-agent.sock"
+
+    @property
     def policy_dir(self) -> Path:
         return self._at("/etc/qubes/policy.d")
 

@@ -22,6 +22,7 @@ from septa.api import (  # noqa: F401 - importing registers the methods
     methods_storage,
     methods_vm,
 )
+from septa.api.ask_broker import AskBroker
 from septa.api.dispatch import TABLE, MethodTable
 from septa.api.methods_internal import INTERNAL
 from septa.api.qrexec_admin import AdminBridge
@@ -66,7 +67,10 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     engine = Engine(paths.root)
     engine.enable_events(asyncio.get_running_loop())
     app.runtime = Runtime(app, engine, save=store.save)
+    ask_broker = AskBroker()
+    await ask_broker.start(paths.policy_agent_socket)
     relay = QrexecRelay.for_app(app)
+    relay.confirm = ask_broker.confirm
     app.runtime.on_mux = relay.attach
     await app.runtime.recover()
     admin = ApiServer(app, TABLE, store.save)
@@ -90,6 +94,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
     finally:
         await qrexec.close()
         await relay.close()
+        await ask_broker.close()
         await app.runtime.disposables.close()
         for server, path in servers:
             await server.close()
