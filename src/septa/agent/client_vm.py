@@ -271,6 +271,15 @@ def run_with_program(sock: socket.socket, argv: list[str], target: str, service:
     return status if ran else STATUS_REFUSED
 
 
+def agent_program(module: str, args: list[str]) -> list[str]:
+    """A local program that runs ``main()`` of an agent module (``septa.agent.<module>``)
+    with ``args``, in this interpreter without site or environment."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {root!r}); "
+            f"from septa.agent.{module} import main; sys.exit(main())")
+    return [sys.executable, "-I", "-S", "-c", code, *args]
+
+
 class Options:
     """The command line, parsed."""
 

@@ -24,8 +24,6 @@ from . import client_vm
 from .qfile_pack import CopyError
 from .qfile_scan import scan
 
-#: The directory that holds the ``septa`` package (``/usr/lib/septa-agent`` in qubes).
-AGENT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HINT = ("In order to avoid typing target qube name twice, use qvm-copy/qvm-move instead "
         "of qvm-copy-to-vm/qvm-move-to-vm.")
 OPTIONS = """Options:
@@ -40,14 +38,6 @@ OPTIONS = """Options:
 """
 PROGRAMS = {"qvm-copy": (False, False), "qvm-move": (True, False),
             "qvm-copy-to-vm": (False, True), "qvm-move-to-vm": (True, True)}
-
-
-def python_program(module: str, args: list[str]) -> list[str]:
-    """A local program for ``qrexec-client-vm``: ``main()`` of an agent module, run by
-    this interpreter without site or environment, with ``args``."""
-    code = (f"import sys; sys.path.insert(0, {AGENT_ROOT!r}); "
-            f"from septa.agent.{module} import main; sys.exit(main())")
-    return [sys.executable, "-I", "-S", "-c", code, *args]
 
 
 def usage(prog: str, move: bool, to_vm: bool, status: int) -> int:
@@ -116,8 +106,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     os.environ["PROGRESS_TYPE"] = "console" if progress else "none"
     os.environ["FILECOPY_TOTAL_BYTES"] = str(total)
     packer_args = ["--ignore-symlinks"] if ignore_symlinks else []
-    status = client_vm.main(["--filter-escape-chars-stderr", "--", target, service,
-                             *python_program("qfile_pack", [*packer_args, "--", *sources])])
+    packer = client_vm.agent_program("qfile_pack", [*packer_args, "--", *sources])
+    status = client_vm.main(["--filter-escape-chars-stderr", "--", target, service, *packer])
     if status == 0 and move:
         for path in sources:
             try:

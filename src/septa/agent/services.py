@@ -8,6 +8,11 @@ writes :func:`service_files` into the image (see :mod:`septa.templates.guestfile
 - ``qubes.VMExec``: runs the command its argument encodes (:mod:`septa.agent.vmexec`).
 - ``qubes.WaitForSession``: returns at once (there is no GUI session to wait for yet).
 - ``qubes.GetDate``: prints the qube's time, ``date -u -Iseconds``.
+- ``qubes.Filecopy``: receives files into ``~/QubesIncoming/<source>``
+  (:mod:`septa.agent.qfile_unpack`); ``+allow-all-names`` lifts the character rules.
+- ``qubes.OpenInVM``: opens a file with the qube's handler and sends it back if edited
+  (:mod:`septa.agent.file_editor`).
+- ``qubes.OpenURL``: opens a URL with the qube's handler (:mod:`septa.agent.open_url`).
 """
 
 from __future__ import annotations
@@ -19,17 +24,26 @@ AGENT_DIR = "/usr/lib/septa-agent"
 PYTHON = "/usr/bin/python3"
 
 
+def python_service(doc: str, module: str, call: str, agent_dir: str, python: str) -> str:
+    """A service file that runs ``call`` of ``septa.agent.<module>``."""
+    name = call.split("(", 1)[0]
+    return (
+        f"#!{python} -IS\n"
+        f'"""{doc} (Septa)."""\n'
+        "import sys\n"
+        f"sys.path.insert(0, {agent_dir!r})\n"
+        f"from septa.agent.{module} import {name}  # noqa: E402\n"
+        f"sys.exit({call})\n"
+    )
+
+
 def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str, str]:
     """The services' file contents by file name; ``agent_dir`` and ``python`` are those
     of the image (tests run the files on the host with theirs)."""
-    vmexec = (
-        f"#!{python} -IS\n"
-        '"""qubes.VMExec: run the command that the argument encodes (Septa)."""\n'
-        "import sys\n"
-        f"sys.path.insert(0, {agent_dir!r})\n"
-        "from septa.agent.vmexec import main  # noqa: E402\n"
-        "sys.exit(main())\n"
-    )
+    def service(doc: str, module: str, call: str = "main()") -> str:
+        return python_service(doc, module, call, agent_dir, python)
+
+    vmexec = service("qubes.VMExec: run the command that the argument encodes", "vmexec")
     return {
         # bash, not dash: bash reads a pipe one byte at a time, so the data that follows
         # the command line on stdin is left to the command (dash would read ahead).
@@ -40,4 +54,9 @@ def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str,
                                 "to wait for (yet).\nexit 0\n",
         "qubes.GetDate": "#!/bin/sh\n# qubes.GetDate: the qube's time.\n"
                          "exec date -u -Iseconds\n",
+        "qubes.Filecopy": service("qubes.Filecopy: receive files into ~/QubesIncoming",
+                                  "qfile_unpack", "service_main()"),
+        "qubes.OpenInVM": service("qubes.OpenInVM: open a file, send it back if edited",
+                                  "file_editor"),
+        "qubes.OpenURL": service("qubes.OpenURL: open a URL", "open_url"),
     }

@@ -7,7 +7,8 @@ that tells it when the boot is complete (it sends READY then); the
 on first boot, ``/rw/home`` bound on ``/home``, as Qubes lays out its private volume);
 host name, fstab and the console login; the qrexec services of
 :mod:`septa.agent.services` in ``/etc/qubes-rpc``; ``qrexec-client-vm``
-(:mod:`septa.agent.client_vm`) in ``/usr/bin``.
+(:mod:`septa.agent.client_vm`) and the file tools of :data:`GUEST_TOOLS` (``qvm-copy``,
+``qvm-open-in-vm``...) in ``/usr/bin``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,30 @@ from septa.agent.client_vm import main  # noqa: E402
 
 sys.exit(main())
 """
+
+#: The tools in qubes, by name: (module of ``septa.agent``, what it does). Each runs
+#: ``main()`` of its module, which tells the variants apart by the name it is run under.
+GUEST_TOOLS = {
+    "qvm-copy": ("filecopy", "copy files to the qube the policy picks"),
+    "qvm-move": ("filecopy", "move files to the qube the policy picks"),
+    "qvm-copy-to-vm": ("filecopy", "copy files to a qube"),
+    "qvm-move-to-vm": ("filecopy", "move files to a qube"),
+    "qvm-open-in-vm": ("openinvm", "open a file or URL in another qube"),
+    "qvm-open-in-dvm": ("openinvm", "open a file or URL in a disposable"),
+}
+
+
+def tool_launcher(name: str, module: str, what: str) -> str:
+    """The ``/usr/bin`` file of a guest tool."""
+    return (
+        "#!/usr/bin/python3 -IS\n"
+        f'"""{name}: {what} (Septa)."""\n'
+        "import sys\n\n"
+        f'sys.path.insert(0, "{AGENT_DIR}")\n'
+        f"from septa.agent.{module} import main  # noqa: E402\n\n"
+        "sys.exit(main())\n"
+    )
+
 
 AGENT_INIT = '''"""Septa's guest side: only the agent package is installed in qubes."""\n'''
 
@@ -209,6 +234,8 @@ def install(root: Path, recipe: Recipe) -> None:
     install_agent(root)
     _write(root, f"{AGENT_DIR}/septa-agent", AGENT_LAUNCHER, 0o755)
     _write(root, CLIENT_VM, CLIENT_VM_LAUNCHER, 0o755)
+    for name, (module, what) in GUEST_TOOLS.items():
+        _write(root, f"/usr/bin/{name}", tool_launcher(name, module, what), 0o755)
     _write(root, f"{AGENT_DIR}/septa-mount-private", MOUNT_PRIVATE_SCRIPT, 0o755)
     _write(root, f"{UNIT_DIR}/septa-agent.service", AGENT_SERVICE)
     _write(root, f"{UNIT_DIR}/septa-mount-private.service", MOUNT_PRIVATE_SERVICE)
