@@ -11,7 +11,7 @@ With a ``LOCAL_PROGRAM`` (an executable's path, run without a ``PATH`` search), 
 program's stdin and stdout are connected to the service's stdout and stdin instead (its
 stderr is ours, and so is the service's stderr), and the exit status is the program's
 (128 + the signal for one a signal killed; 126 when the call is refused, and then the
-program is terminated). The program starts before dom0 has decided; what it writes
+program is killed). The program starts before dom0 has decided; what it writes
 waits within the call's initial window until then.
 
 Qubes' options: ``--buffer-size=N`` (accepted and checked; the windows are fixed
@@ -31,6 +31,7 @@ only once written out.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -229,10 +230,10 @@ class LocalProgram:
             os.close(to_child_r)
             os.close(from_child_w)
 
-    def terminate(self) -> None:
-        """Ask the program to end (the call was refused)."""
+    def kill(self) -> None:
+        """End the program at once (the call was refused, or failed)."""
         try:
-            os.kill(self.pid, 15)
+            os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
 
@@ -253,17 +254,15 @@ def run_with_program(sock: socket.socket, argv: list[str], target: str, service:
         return 127
     client = Client(sock, (program.from_child, program.to_child, 2),
                     filter_stderr=filter_stderr, prefix=prefix, drain=True)
+    ran = False
     try:
         client.start(target, service, arg)
-        _, ran = client.receive()
-    except BaseException:
-        program.terminate()
-        raise
+        ran = client.receive()[1]
     finally:
         client.finish()
+        if not ran:
+            program.kill()  # before its stdin ends: it must not act on the end
         client.end_output(program.to_child)
-    if not ran:
-        program.terminate()
     status = program.wait()
     if client.feeder is not None:
         client.feeder.join(5.0)

@@ -40,17 +40,11 @@ def send(path: str, view_only: bool, out_fd: int) -> None:
     os.close(out_fd)
 
 
-def _receive_into(fd: int, in_fd: int) -> int:
-    """Copy ``in_fd`` to its end into ``fd``; the bytes copied."""
-    total = 0
-    while data := os.read(in_fd, qfile.CHUNK):
-        qfile.write_all(fd, data)
-        total += len(data)
-    return total
-
-
 def receive(path: str, in_fd: int) -> None:
     """Replace ``path`` with what comes back, if anything comes back."""
+    data = os.read(in_fd, qfile.CHUNK)
+    if not data:
+        return  # not edited (nothing is created before: a refused call is killed here)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, temp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=directory)
@@ -59,14 +53,17 @@ def receive(path: str, in_fd: int) -> None:
         fd, temp = tempfile.mkstemp(prefix="file_edited_in_dvm.", dir="/tmp")
         in_place = False
     try:
-        size = _receive_into(fd, in_fd)
-        if size and in_place:
+        while data:
+            qfile.write_all(fd, data)
+            data = os.read(in_fd, qfile.CHUNK)
+        if in_place:
             os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+    except BaseException:
+        os.unlink(temp)
+        raise
     finally:
         os.close(fd)
-    if not size:
-        os.unlink(temp)
-    elif in_place:
+    if in_place:
         os.rename(temp, path)
     else:
         sys.stderr.write(

@@ -57,7 +57,7 @@ class Handler:
 
     def run(self) -> int:
         """Run it to its end; the exit status."""
-        stdin = open(self.stdin_path, "rb") if self.stdin_path else subprocess.DEVNULL  # noqa: SIM115
+        stdin = open(self.stdin_path, "rb") if self.stdin_path else subprocess.DEVNULL
         try:
             return subprocess.run(self.argv, stdin=stdin, stdout=2).returncode
         except OSError as exc:
