@@ -2,8 +2,9 @@
 qubes and in dom0), a refused malicious stream, qvm-open-in-vm and qvm-open-in-dvm.
 
 Two qubes share the module: ``fc-src`` sends, ``fc-dst`` receives. qvm-copy's target is
-``@default``; Qubes' own policy for it is ``ask``, which the relay does not prompt for
-yet, so the policy here redirects ``@default`` with ``allow target=``.
+``@default``; Qubes' own policy for it is ``ask``, which needs a policy agent to answer,
+so the policy here redirects ``@default`` with ``allow target=``. qvm-open-in-dvm opens
+the file in a disposable of ``fc-dvm``, which has the same headless handler.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import os
 import re
 import shlex
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,9 +214,11 @@ def test_open_in_dvm(qubes_pair: Qubes) -> None:
     qubes.run("qvm-shutdown", "--wait", "--timeout", "120", DVM)
     qubes.run("qvm-prefs", SRC, "default_dispvm", DVM)
     sh(qubes, SRC, "echo 'for a disposable' > /home/user/dvm.txt")
-    status, _, err = sh(qubes, SRC, "qvm-open-in-dvm /home/user/dvm.txt", check=False)
-    if status == 126 and "Request refused" in err:
-        pytest.skip("the relay does not start disposables for @dispvm targets yet")
-    assert status == 0, err
+    before = set(qubes.run("qvm-ls", "--raw-list").stdout.split())
+    sh(qubes, SRC, "qvm-open-in-dvm /home/user/dvm.txt")
     out = sh(qubes, SRC, "cat /home/user/dvm.txt")[1]
-    assert out.startswith("for a disposable\nedited in disp")
+    assert re.fullmatch(r"for a disposable\nedited in disp\d+\n", out), out
+    deadline = time.monotonic() + 120  # the relay destroys the disposable after the call
+    while set(qubes.run("qvm-ls", "--raw-list").stdout.split()) != before:
+        assert time.monotonic() < deadline, "the disposable must be gone"
+        time.sleep(1)
