@@ -10,7 +10,7 @@ exit status. dom0's policy decides whether the call runs at all: a refused call 
 With a ``LOCAL_PROGRAM`` (an executable's path, run without a ``PATH`` search), the
 program's stdin and stdout are connected to the service's stdout and stdin instead (its
 stderr is ours, and so is the service's stderr), and the exit status is the program's
-(128 + the signal for one a signal killed; 126 when the call is refused, and then the
+(128 + the signal for one a signal killed; when the call is refused, 126, and the
 program is killed). The program starts before dom0 has decided; what it writes
 waits within the call's initial window until then.
 
@@ -254,10 +254,10 @@ def run_with_program(sock: socket.socket, argv: list[str], target: str, service:
         return 127
     client = Client(sock, (program.from_child, program.to_child, 2),
                     filter_stderr=filter_stderr, prefix=prefix, drain=True)
-    ran = False
+    remote_status, ran = STATUS_BROKEN, False
     try:
         client.start(target, service, arg)
-        ran = client.receive()[1]
+        remote_status, ran = client.receive()
     finally:
         client.finish()
         if not ran:
@@ -267,7 +267,7 @@ def run_with_program(sock: socket.socket, argv: list[str], target: str, service:
     if client.feeder is not None:
         client.feeder.join(5.0)
     os.close(program.from_child)
-    return status if ran else STATUS_REFUSED
+    return status if ran else remote_status
 
 
 def agent_program(module: str, args: list[str]) -> list[str]:

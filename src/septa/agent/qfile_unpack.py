@@ -81,8 +81,6 @@ class Unpacker:
         self.crc = 0
         self.last_name = b""
         self.use_tmpfile = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-        self.files = 0
-        self.bytes = 0
 
     def run(self) -> int:
         """Unpack the whole stream and answer; the error code (0: all done)."""
@@ -126,7 +124,6 @@ class Unpacker:
             self.last_name = name
             if b"\0" in name:
                 raise Stop(errno.EILSEQ, name)
-            self.files += 1
             mode = header.mode
             if stat.S_ISREG(mode):
                 self._file(header, name)
@@ -220,7 +217,6 @@ class Unpacker:
             raise _fail(exc, name) from None
         finally:
             self._close_parent(parent)
-        self.bytes += header.filelen
 
     def _file(self, header: qfile.FileHeader, name: bytes) -> None:
         self._check_name(name)
@@ -248,7 +244,6 @@ class Unpacker:
                 os.close(fd)
         finally:
             self._close_parent(parent)
-        self.bytes += size
 
     def _check_room(self, parent: int, last: bytes, size: int, name: bytes) -> None:
         try:
