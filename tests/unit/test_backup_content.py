@@ -33,8 +33,12 @@ def app() -> Qubes:
 
 def test_default_selection_is_include_in_backups_without_dom0(app: Qubes) -> None:
     assert [vm.name for vm in select_qubes(app)] == ["debian-12", "work"]
-    assert [vm.name for vm in select_qubes(app, exclude=["work"])] == ["debian-12"]
-    assert [vm.name for vm in select_qubes(app, ["vault", "work", "vault"])] == ["vault", "work"]
+    assert [vm.name for vm in select_qubes(app, None, ["work"])] == ["debian-12"]
+    assert [vm.name for vm in select_qubes(app, ["vault", "work", "vault"])] == ["work", "vault"]
+    assert [vm.name for vm in select_qubes(app, ["@type:AppVM"], ["@tag:x"])] == ["work", "vault"]
+    app.domains["work"].tags.add("x")
+    assert [vm.name for vm in select_qubes(app, ["@anyvm"], ["@tag:x"])] == ["debian-12", "vault"]
+    assert select_qubes(app, []) == []
     with pytest.raises(QubesException, match="No such qube: nope"):
         select_qubes(app, ["work"], ["nope"])
 

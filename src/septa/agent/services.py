@@ -13,6 +13,11 @@ writes :func:`service_files` into the image (see :mod:`septa.templates.guestfile
 - ``qubes.OpenInVM``: opens a file with the qube's handler and sends it back if edited
   (:mod:`septa.agent.file_editor`).
 - ``qubes.OpenURL``: opens a URL with the qube's handler (:mod:`septa.agent.open_url`).
+- ``qubes.Backup``: keeps the backup dom0 streams (first line: where): a folder (a new
+  ``qubes-backup-<date>`` in it), a file (named so only once complete), or a command
+  that reads the stream.
+- ``qubes.Restore``: sends a backup back (first line: a file, or a command that prints
+  the stream; the second line, the members dom0 wants, is read and not used).
 """
 
 from __future__ import annotations
@@ -22,6 +27,30 @@ RPC_DIR = "/etc/qubes-rpc"
 #: Where the template builder installs the agent (the ``septa`` package's parent).
 AGENT_DIR = "/usr/lib/septa-agent"
 PYTHON = "/usr/bin/python3"
+
+
+BACKUP_SERVICE = r"""#!/bin/bash
+# qubes.Backup: keep the backup on stdin where its first line says (Septa).
+IFS= read -r dest || exit 1
+if [ -d "$dest" ]; then
+    dest="${dest%/}/qubes-backup-$(date +%Y-%m-%dT%H%M%S)"
+elif [[ "$dest" == *[[:space:]\|\;\&\$\<\>\`\(\)]* || ! -d "$(dirname -- "$dest")" ]]; then
+    exec /bin/sh -c "$dest"
+fi
+part="$(dirname -- "$dest")/.$(basename -- "$dest").part"
+trap 'rm -f -- "$part"' EXIT
+cat > "$part" && mv -- "$part" "$dest" && trap - EXIT
+"""
+
+RESTORE_SERVICE = r"""#!/bin/bash
+# qubes.Restore: send the backup the first line names, a file or a command (Septa).
+IFS= read -r src || exit 1
+IFS= read -r _members
+if [ -f "$src" ]; then
+    exec cat -- "$src"
+fi
+exec /bin/sh -c "$src" </dev/null
+"""
 
 
 def python_service(doc: str, module: str, call: str, agent_dir: str, python: str) -> str:
@@ -59,4 +88,6 @@ def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str,
         "qubes.OpenInVM": service("qubes.OpenInVM: open a file, send it back if edited",
                                   "file_editor"),
         "qubes.OpenURL": service("qubes.OpenURL: open a URL", "open_url"),
+        "qubes.Backup": BACKUP_SERVICE,
+        "qubes.Restore": RESTORE_SERVICE,
     }

@@ -11,6 +11,7 @@ import sys
 
 from septa import paths as septa_paths
 from septa.api import (  # noqa: F401 - importing registers the methods
+    methods_backup,
     methods_dispvm,
     methods_events,
     methods_features,

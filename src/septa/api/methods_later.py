@@ -1,5 +1,5 @@
 """Methods of capabilities that later parts of Septa bring (running qubes, storage,
-devices, backup, disposables). Each answers a clear ``QubesNotImplementedError`` frame
+devices). Each answers a clear ``QubesNotImplementedError`` frame
 naming what is missing, instead of failing the connection, until its part lands.
 Where an empty answer is the truth today (no device classes), it is given.
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 from septa.api.dispatch import Call, method
 from septa.core.errors import QubesNotImplementedError
 
-_LATER = {
-    "backup": ("admin.backup.Execute", "admin.backup.Cancel", "admin.backup.Info"),
-}
+_LATER: dict[str, tuple[str, ...]] = {}
 
 
 def _refuse(method_name: str, what: str, prefix: bool = False) -> None:

@@ -60,19 +60,35 @@ class QubeContent:
         return sum(f.size for f in self.files)
 
 
-def select_qubes(app: Qubes, names: Iterable[str] = (), exclude: Iterable[str] = ()
+def matches(vm: BaseVM, name: str) -> bool:
+    """Whether ``vm`` is ``name``: a qube name, ``@anyvm``, ``@tag:T`` or ``@type:CLASS``
+    (as Qubes' backup profiles name qubes)."""
+    if name == "@anyvm":
+        return not isinstance(vm, AdminVM)
+    if name.startswith("@tag:"):
+        return name[len("@tag:"):] in vm.tags
+    if name.startswith("@type:"):
+        return type(vm).__name__ == name[len("@type:"):]
+    return vm.name == name
+
+
+def select_qubes(app: Qubes, names: Iterable[str] | None = None, exclude: Iterable[str] = ()
                  ) -> list[BaseVM]:
-    """The qubes to back up: ``names`` (all with ``include_in_backups`` when empty), less
-    ``exclude``; unknown names are an error that names them."""
-    excluded = set(exclude)
-    unknown = sorted(n for n in [*names, *excluded] if n not in app.domains)
+    """The qubes to back up: those ``names`` match (every qube with ``include_in_backups``
+    when None), less those ``exclude`` matches; a plain name that is no qube is an error
+    that names it."""
+    wanted = list(names) if names is not None else None
+    excluded = list(exclude)
+    unknown = sorted(n for n in [*(wanted or ()), *excluded]
+                     if not n.startswith("@") and n not in app.domains)
     if unknown:
         raise QubesException(f"No such qube: {', '.join(unknown)}")
-    if names:
-        chosen = [app.domains[name] for name in dict.fromkeys(names)]
-    else:
+    if wanted is None:
         chosen = [vm for vm in app.domains if vm.get_or("include_in_backups", False)]
-    return [vm for vm in chosen if vm.name not in excluded and not isinstance(vm, AdminVM)]
+    else:
+        chosen = [vm for vm in app.domains if any(matches(vm, n) for n in wanted)]
+    return [vm for vm in chosen if not isinstance(vm, AdminVM)
+            and not any(matches(vm, n) for n in excluded)]
 
 
 def qube_content(vm: BaseVM) -> QubeContent:

@@ -118,3 +118,11 @@ class QubesNotImplementedError(QubesException, NotImplementedError):
 
 class StoragePoolException(QubesException):
     """A storage pool or volume operation failed."""
+
+
+class BackupCancelledError(QubesException):
+    """The backup was cancelled (``admin.backup.Cancel``)."""
+
+
+class BackupAlreadyRunningError(QubesException):
+    """A backup of this profile is running already."""
