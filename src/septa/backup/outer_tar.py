@@ -76,7 +76,7 @@ def entry_header(name: str, size: int, when: float | None = None) -> bytes:
     if not valid_name(name):
         raise ValueError(f"invalid archive member name {name!r}")
     when = time.time() if when is None else when
-    stamp = f"{int(when)}.{int(when % 1 * 1e9):09d}"
+    stamp = f"{int(when)}.{int(when % 1 * 1e9):09d}".rstrip("0").rstrip(".")
     pax = b"".join(_pax_record(key, stamp) for key in ("mtime", "atime", "ctime"))
     directory, _, base = name.rpartition("/")
     pax_name = f"{directory or '.'}/PaxHeaders/{base}"

@@ -152,17 +152,19 @@ class BackupWriter:
                 temporary.write(encryptor.header)
                 size = 0
                 while size < self._chunk_size:
-                    block = pending or inner.read(min(IO_BLOCK, self._chunk_size - size))
-                    pending = b""
-                    if not block:
-                        break
+                    if not pending:
+                        pending = inner.read(IO_BLOCK)
+                        if not pending:
+                            break
+                    block = pending[:self._chunk_size - size]
+                    pending = pending[len(block):]
                     temporary.write(encryptor.update(block))
                     size += len(block)
                     member_bytes += len(block)
                     self._report(start + min(member_bytes, share))
                     if next_key is None and size >= self._chunk_size // 2:
                         next_key = self._derive(f"{name}.{index + 1:03d}")
-                if size == self._chunk_size:
+                if not pending:
                     pending = inner.read(IO_BLOCK)
                 temporary.write(encryptor.finalize())
                 self._emit(f"{chunk}.enc", temporary, size + scrypt_file.OVERHEAD)
