@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from septa.backup import BackupFormatError, BackupPassphraseError, BackupReader, MemberError
-from septa.backup import outer_tar, scrypt_file
+from septa.backup import (
+    BackupFormatError,
+    BackupPassphraseError,
+    BackupReader,
+    MemberError,
+    outer_tar,
+    scrypt_file,
+)
 from septa.backup.writer import chunk_passphrase
 from tests.backup.helpers import (
     FAST,
