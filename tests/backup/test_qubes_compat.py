@@ -194,3 +194,44 @@ def test_we_read_a_backup_made_by_qubes_writer_pipeline(tmp_path: Path) -> None:
     assert restored.read_bytes() == volume.read_bytes()
     assert restored.stat().st_blocks <= volume.stat().st_blocks + 64
     assert (tmp_path / "ours/vm5/firewall.xml").read_bytes() == b"<firewall/>"
+
+
+CORE_ADMIN = Path(os.environ.get("SEPTA_QUBES_CORE_ADMIN", "/opt/qubes-core-admin"))
+needs_core_admin = pytest.mark.skipif(
+    not (CORE_ADMIN / "qubes/backup.py").exists(),
+    reason=f"no qubes-core-admin source tree at {CORE_ADMIN} (SEPTA_QUBES_CORE_ADMIN)")
+
+
+@needs_core_admin
+@needs_scrypt
+@pytest.mark.parametrize("compressed", [True, False])
+def test_we_read_a_backup_written_by_qubes_core_writer(tmp_path: Path,
+                                                       compressed: bool) -> None:
+    """Qubes' own writer (qubes/backup.py), volumes through its qubes.tarwriter (pax
+    sparse 1.0 under a GNUSparseFile name), 1 MiB chunks."""
+    (tmp_path / "qubes.xml").write_bytes(b"<qubes/>")
+    volume = sparse_file(tmp_path / "volume-export", 40 << 20, {
+        0: random_bytes(3 << 20), 30 << 20: b"x" * 5000, (40 << 20) - 4: b"end!"})
+    (tmp_path / "firewall.xml").write_bytes(b"<firewall/>")
+    backup = tmp_path / "backup"
+    result = subprocess.run(
+        [sys.executable, str(HERE / "qubes_core_writer_driver.py"), str(CORE_ADMIN),
+         str(backup), PASS, str(1 << 20), "1" if compressed else "0",
+         str(tmp_path / "qubes.xml"), f"vm5/:private.img:{volume}",
+         f"vm5/:firewall.xml:{tmp_path / 'firewall.xml'}"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with backup.open("rb") as stream:
+        reader = BackupReader(stream, PASS)
+        assert reader.header.backup_id == "20240102T030405-4321"
+        assert reader.header.compressed == compressed
+        assert reader.read_qubes_xml() == b"<qubes/>"
+        chunks = {}
+        for member in reader.members():
+            member.extract(tmp_path / "ours")
+            chunks[member.name] = member.chunks
+    assert chunks["vm5/private.img"] >= 3 and chunks["vm5/firewall.xml"] == 1
+    restored = tmp_path / "ours/vm5/private.img"
+    assert restored.read_bytes() == volume.read_bytes()
+    assert restored.stat().st_blocks <= volume.stat().st_blocks + 64
+    assert (tmp_path / "ours/vm5/firewall.xml").read_bytes() == b"<firewall/>"
