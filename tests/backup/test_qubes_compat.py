@@ -40,7 +40,8 @@ def _run_client(script: str, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "PYTHONPATH": str(CLIENT_DIR)})
 
 
-def _our_backup(tmp_path: Path, compression: str | None) -> tuple[Path, Path]:
+def _our_backup(tmp_path: Path, compression: str | None,
+                scan_zeros: bool = False) -> tuple[Path, Path]:
     """A backup of ours holding Qubes' test qubes.xml (test-work at vm3/), a sparse
     20 MiB private.img over several chunks and a firewall.xml."""
     qubes_xml = V4_QUBES_XML.read_bytes().replace(b'backup-path">appvms/test-work',
@@ -52,16 +53,19 @@ def _our_backup(tmp_path: Path, compression: str | None) -> tuple[Path, Path]:
                                                     compression_filter=compression,
                                                     chunk_size=1 << 20) as writer:
         writer.add_bytes("qubes.xml", qubes_xml)
-        writer.add_file("vm3/private.img", volume)
+        writer.add_file("vm3/private.img", volume, scan_zeros=scan_zeros)
         writer.add_bytes("vm3/firewall.xml", b"<firewall version='2'><rules/></firewall>")
     return backup, volume
 
 
 @needs_client
 @needs_scrypt
-@pytest.mark.parametrize("compression", ["gzip", None])
-def test_qubes_restore_reads_our_backup(tmp_path: Path, compression: str | None) -> None:
-    backup, volume = _our_backup(tmp_path, compression)
+@pytest.mark.parametrize(("compression", "scan_zeros"),
+                         [("gzip", False), (None, False), ("gzip", True)])
+def test_qubes_restore_reads_our_backup(tmp_path: Path, compression: str | None,
+                                        scan_zeros: bool) -> None:
+    """Volumes archived by GNU tar (files) or by our pax sparse writer (devices)."""
+    backup, volume = _our_backup(tmp_path, compression, scan_zeros)
     work = tmp_path / "work"
     result = _run_client("qubes_restore_driver.py", str(backup), PASS, str(work),
                          "vm3/private.img", "vm3/firewall.xml")

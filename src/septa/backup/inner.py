@@ -2,10 +2,11 @@
 the backup (``vm3/private.img``), optionally compressed by a filter command (``gzip``),
 read as a stream.
 
-A file on disk is archived by GNU tar as Qubes does (``tar -c --sparse``, holes kept,
-``--use-compress-program`` for compression). Data that is only a stream (of known size)
-is archived by us: a GNU-format header, the data, padding and the end-of-archive blocks,
-piped through the filter when compressing.
+A regular file is archived by GNU tar as Qubes does (``tar -c --sparse``, holes kept,
+``--use-compress-program`` for compression). A block device is archived by us in the
+pax sparse format Qubes' ``qubes.tarwriter`` uses (:mod:`septa.backup.sparse_tar`).
+Data that is only a stream (of known size) is archived by us as one plain member. What
+we generate is piped through the filter command when compressing.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from septa.backup.errors import BackupError
 from septa.backup.outer_tar import BLOCK, RECORD, valid_name
+from septa.backup.sparse_tar import sparse_archive
 
 IO_BLOCK = 1 << 20
 
@@ -119,6 +122,32 @@ def data_stream(name: str, source: BinaryIO, size: int, compression_filter: str 
     info.mtime = int(time.time() if mtime is None else mtime)
     info.uname = info.gname = "root"
     header = info.tobuf(tarfile.GNU_FORMAT)
+
+    def pieces() -> Iterator[bytes]:
+        yield header
+        left = size
+        while left:
+            block = source.read(min(IO_BLOCK, left))
+            if not block:
+                raise BackupError(f"the data of {name} ended {left} bytes early")
+            left -= len(block)
+            yield block
+        used = len(header) + size + -size % BLOCK + 2 * BLOCK
+        yield bytes(-size % BLOCK + 2 * BLOCK + -used % RECORD)
+
+    return _generated(name, pieces(), compression_filter)
+
+
+def device_stream(name: str, path: Path, compression_filter: str | None) -> InnerStream:
+    """The inner archive of block device (or any seekable file) *path*, zero regions
+    left out (see :mod:`septa.backup.sparse_tar`), stored as *name*."""
+    _check_name(name)
+    return _generated(name, sparse_archive(name, path), compression_filter)
+
+
+def _generated(name: str, pieces: Iterator[bytes],
+               compression_filter: str | None) -> InnerStream:
+    """An inner stream whose bytes *pieces* yields, in a thread, through the filter."""
     stream = InnerStream(name)
     read_fd, write_fd = os.pipe()
     try:
@@ -135,16 +164,8 @@ def data_stream(name: str, source: BinaryIO, size: int, compression_filter: str 
     def feed() -> None:
         try:
             with writer:
-                writer.write(header)
-                left = size
-                while left:
-                    block = source.read(min(IO_BLOCK, left))
-                    if not block:
-                        raise BackupError(f"the data of {name} ended {left} bytes early")
-                    writer.write(block)
-                    left -= len(block)
-                used = len(header) + size + -size % BLOCK + 2 * BLOCK
-                writer.write(bytes(-size % BLOCK + 2 * BLOCK + -used % RECORD))
+                for piece in pieces:
+                    writer.write(piece)
         except BrokenPipeError:
             pass
         except BaseException as err:  # noqa: BLE001 - reported by finish()

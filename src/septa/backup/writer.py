@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,8 +31,9 @@ from typing import BinaryIO
 
 from septa.backup import outer_tar, scrypt_file
 from septa.backup.header import BackupHeader, new_backup_id
-from septa.backup.inner import InnerStream, data_stream, file_stream
+from septa.backup.inner import InnerStream, data_stream, device_stream, file_stream
 from septa.backup.scrypt_file import DEFAULT_PARAMS, DerivedKey, ScryptParams
+from septa.backup.sparse_tar import device_size
 
 CHUNK_SIZE = 100 * 1024 * 1024
 HEADER_NAME = "backup-header"
@@ -105,13 +107,20 @@ class BackupWriter:
         self.written += outer_tar.write_entry(self._out, f"{HEADER_NAME}.hmac",
                                               encrypted.getvalue())
 
-    def add_file(self, name: str, path: Path, *, estimate: int | None = None) -> None:
-        """Add the regular file *path* as member *name* (e.g. ``vm3/private.img``), holes
-        kept. *estimate* is its share of the progress total (default: disk usage)."""
+    def add_file(self, name: str, path: Path, *, estimate: int | None = None,
+                 scan_zeros: bool = False) -> None:
+        """Add the regular file or block device *path* as member *name* (e.g.
+        ``vm3/private.img``), holes left out: a file's holes as GNU tar finds them, a
+        device's zero regions by reading it (*scan_zeros* does that for a file too).
+        *estimate* is its share of the progress total (default: disk usage, or the size
+        when scanning)."""
         self._check_new(name)
-        share = disk_usage(path) if estimate is None else estimate
-        with file_stream(name, path, self.header.compression_filter) as inner:
-            self._write_member(name, inner, share)
+        device = scan_zeros or stat.S_ISBLK(os.stat(path).st_mode)
+        if estimate is None:
+            estimate = device_size(path) if device else disk_usage(path)
+        opener = device_stream if device else file_stream
+        with opener(name, path, self.header.compression_filter) as inner:
+            self._write_member(name, inner, estimate)
 
     def add_stream(self, name: str, source: BinaryIO, size: int, *, mode: int = 0o644,
                    mtime: float | None = None) -> None:
