@@ -157,6 +157,9 @@ class BackupWriter:
             chunk = f"{name}.{index:03d}"
             encryptor = scrypt_file.Encryptor(key.result())
             next_key: Future[DerivedKey] | None = None
+            if share - member_bytes > self._chunk_size:
+                # more than a chunk is expected: derive the next key while this one fills
+                next_key = self._derive(f"{name}.{index + 1:03d}")
             with tempfile.TemporaryFile(dir=self._tmp_dir) as temporary:
                 temporary.write(encryptor.header)
                 size = 0
@@ -209,8 +212,8 @@ class BackupWriter:
         self._out.flush()
 
     def abort(self) -> None:
-        """Give up: stop background key derivation (the caller discards the output)."""
-        self._keys.shutdown(wait=True, cancel_futures=True)
+        """Give up: drop pending key derivations (the caller discards the output)."""
+        self._keys.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> BackupWriter:
         return self
