@@ -240,3 +240,13 @@ def test_a_skipped_member_is_still_checked_for_order(tmp_path: Path) -> None:
     reader = BackupReader(io.BytesIO(join_entries(entries)), PASSPHRASE)
     with pytest.raises(MemberError, match="was expected"):
         reader.extract(tmp_path / "staging", select=lambda name: False)
+
+
+def test_an_empty_last_chunk_as_qubes_writes_is_accepted(tmp_path: Path) -> None:
+    """Qubes' writer starts a new chunk whenever one is full, so a stream that fills its
+    last chunk exactly is followed by an empty one."""
+    entries = split_entries(_backup())
+    entries.insert(6, ("vm1/private.img.003.enc",
+                       _chunk(BACKUP_ID, "vm1/private.img.003", b"")))
+    _restore(join_entries(entries), tmp_path)
+    assert (tmp_path / "staging/vm1/private.img").read_bytes() == VOLUME

@@ -17,10 +17,11 @@ from septa.backup.errors import (
 from septa.backup.header import BackupHeader
 from septa.backup.reader import BackupReader, Member
 from septa.backup.scrypt_file import DEFAULT_PARAMS, Limits, ScryptParams
+from septa.backup.sparse_tar import device_size
 from septa.backup.writer import CHUNK_SIZE, BackupWriter, disk_usage
 
 __all__ = [
     "CHUNK_SIZE", "DEFAULT_PARAMS", "BackupError", "BackupFormatError", "BackupHeader",
     "BackupPassphraseError", "BackupReader", "BackupWriter", "Limits", "Member",
-    "MemberError", "ScryptError", "ScryptParams", "atomic_output", "disk_usage",
+    "MemberError", "ScryptError", "ScryptParams", "atomic_output", "device_size", "disk_usage",
 ]

@@ -14,7 +14,10 @@ archive must extract (or list, to verify) completely; otherwise a
 :class:`~septa.backup.errors.MemberError` names the member and the problem. Each chunk is
 decrypted into a temporary file and handed on only after its HMAC matched, but a member
 whose later chunk fails has already been partly extracted: **after any error the staging
-directory must be discarded**.
+directory must be discarded**, and the reader is not usable further.
+
+The format has no list of members: a member left out whole is not an error here. The
+caller checks :attr:`BackupReader.seen` against what ``qubes.xml`` says was backed up.
 """
 
 from __future__ import annotations
