@@ -38,8 +38,18 @@ def _backup(compression: str | None = None, backup_id: str = BACKUP_ID) -> bytes
                        compression=compression, chunk_size=64 * 1024, backup_id=backup_id)
 
 
+WORKERS = {"count": 2}
+
+
+@pytest.fixture(autouse=True, params=[1, 2], ids=["sequential", "parallel"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """Every case with chunks decrypted one by one and two at a time."""
+    WORKERS["count"] = request.param
+    return int(request.param)
+
+
 def _restore(backup: bytes, tmp_path: Path, passphrase: str = PASSPHRASE) -> None:
-    reader = BackupReader(io.BytesIO(backup), passphrase)
+    reader = BackupReader(io.BytesIO(backup), passphrase, workers=WORKERS["count"])
     reader.extract(tmp_path / "staging")
 
 
