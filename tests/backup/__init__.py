@@ -1,0 +1,1 @@
+"""Tests of the backup format library (no qubes, no daemon)."""
