@@ -104,3 +104,15 @@ def test_profile_round_trip_and_errors() -> None:
             profile.parse("p", bad)
     with pytest.raises(profile.BackupProfileError, match="Invalid backup profile name"):
         profile.profile_path(paths.current().backup_profiles_dir, "../x")
+
+
+def test_key_derivation_cost_knob(monkeypatch: pytest.MonkeyPatch) -> None:
+    from septa.core.backup_job import scrypt_params
+
+    assert scrypt_params().log_n == 20
+    monkeypatch.setenv("SEPTA_BACKUP_SCRYPT_LOG_N", "15")
+    assert scrypt_params().log_n == 15
+    for bad in ("9", "21", "x"):
+        monkeypatch.setenv("SEPTA_BACKUP_SCRYPT_LOG_N", bad)
+        with pytest.raises(QubesException, match="must be 14..20"):
+            scrypt_params()

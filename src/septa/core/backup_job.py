@@ -8,7 +8,9 @@ as it is, e.g. the pipe ``qvm-backup -`` reads from). With a qube, the backup is
 stdin of its ``qubes.Backup`` service, whose first line is ``destination_path``; it is
 streamed, never staged whole in dom0. The passphrase is the profile's
 ``passphrase_text``, or what ``qubes.BackupPassphrase+<profile>`` prints in
-``passphrase_vm``.
+``passphrase_vm``. The key derivation costs scrypt's N = 2^20 per chunk (about 1 GiB
+and seconds each); ``SEPTA_BACKUP_SCRYPT_LOG_N`` (14..20) lowers it for tests and small
+machines, as the ``scrypt`` tool itself picks N by the machine's speed.
 
 The registry copy is made on the event loop; the writing runs in a thread. Progress
 (whole percents) and the end come back to the loop. Cancelling the coroutine stops the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import stat
 import threading
 import time
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from septa.backup.atomic import atomic_output
 from septa.backup.errors import BackupError
 from septa.backup.profile import Profile
+from septa.backup.scrypt_file import DEFAULT_PARAMS, ScryptParams
 from septa.backup.writer import BackupWriter
 from septa.core.backup_content import QubeContent, qube_content, registry_xml, select_qubes
 from septa.core.errors import BackupCancelledError, QubesException
@@ -42,6 +46,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PASSPHRASE_LIMIT = 4096
+LOG_N_VARIABLE = "SEPTA_BACKUP_SCRYPT_LOG_N"
+
+
+def scrypt_params() -> ScryptParams:
+    """The key derivation cost (see the module docstring)."""
+    text = os.environ.get(LOG_N_VARIABLE)
+    if not text:
+        return DEFAULT_PARAMS
+    if not text.isdigit() or not 14 <= int(text) <= DEFAULT_PARAMS.log_n:
+        raise QubesException(f"{LOG_N_VARIABLE} must be 14..{DEFAULT_PARAMS.log_n}: {text!r}")
+    return ScryptParams(int(text), DEFAULT_PARAMS.r, DEFAULT_PARAMS.p)
 
 
 @dataclass
@@ -129,7 +144,7 @@ def _write(plan_: BackupPlan, registry: bytes, out: BinaryIO, passphrase: str,
            progress: _Progress) -> None:
     compression = plan_.profile.compression
     with BackupWriter(out, passphrase, compression_filter=compression, progress=progress,
-                      total_estimate=plan_.total) as writer:
+                      total_estimate=plan_.total, params=scrypt_params()) as writer:
         writer.add_bytes("qubes.xml", registry)
         for content in plan_.contents:
             if not content.files:
