@@ -120,9 +120,14 @@ def test_preloaded_disposable_is_used_then_replaced(qubes: Qubes) -> None:
         second = preloaded()[0]
         assert second != first
 
+        qubes.run("qvm-kill", second)
+        wait_for(f"{second} replaced", lambda: preloaded() not in ([], [second]))
+        third = preloaded()[0]
+        assert second not in names(qubes) and third not in (first, second)
+
         qubes.run("qvm-features", dvm, "preload-dispvm-max", "0")
         wait_for("the extra preloaded disposable removed",
-                 lambda: not preloaded() and second not in names(qubes), 120)
+                 lambda: not preloaded() and third not in names(qubes), 120)
     finally:
         qubes.run("qvm-features", "--unset", dvm, "preload-dispvm-max", check=False)
         for name in preloaded():

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from septa.core.creation import create_qube
 from septa.core.errors import QubesException
-from septa.core.vm import AdminVM
+from septa.core.vm import AdminVM, BaseVM
 
 if TYPE_CHECKING:
     from septa.core.lifecycle import Runtime
-    from septa.core.vm import BaseVM
 
 log = logging.getLogger(__name__)
 PRELOAD_MAX = "preload-dispvm-max"
@@ -133,8 +132,17 @@ class Disposables:
         task = asyncio.get_running_loop().create_task(self._refill(template))
         self._refills[template.name] = task
 
+    def _prune(self, template: BaseVM) -> None:
+        """Drop listed qubes that stopped (a qube is listed only once booted)."""
+        names = self.preloaded(template)
+        alive = [name for name in names if (vm := self._get(name)) is not None
+                 and self.runtime.power_state(vm) in READY_STATES]
+        if alive != names:
+            self._set_preloaded(template, alive)
+
     async def _refill(self, template: BaseVM) -> None:
         try:
+            self._prune(template)
             while template.name in self.app.domains \
                     and len(self.preloaded(template)) < self.preload_max(template):
                 if not await self._preload_one(template):
@@ -178,7 +186,13 @@ class Disposables:
     # ----- keeping in step with the registry ----------------------------------------
 
     def on_event(self, subject: Any, event: str, kwargs: dict[str, Any]) -> None:
-        """A global listener: a changed ``preload-dispvm-max`` refills or trims."""
+        """A global listener: a changed ``preload-dispvm-max`` refills or trims; a
+        preloaded qube that stops (killed, crashed) is replaced."""
+        if event == "domain-shutdown" and isinstance(subject, BaseVM):
+            template = subject.template_or_none()
+            if template is not None and subject.name in self.preloaded(template):
+                self.schedule_refill(template)
+            return
         if event.split(":", 1)[-1] != PRELOAD_MAX or not event.startswith("domain-feature-"):
             return
         if event.startswith(("domain-feature-pre-",)):
