@@ -196,7 +196,7 @@ class QrexecRelay:
         elif decision.target.startswith(DISPVM_PREFIX):
             await self._run_in_disposable(call, decision)
         else:
-            await self._run_in_qube(call, decision, decision.target)
+            await self._run_in_qube(call, decision, decision.target, decision.autostart)
 
     async def _run_in_dom0(self, call: IncomingCall, decision: Allow) -> None:
         if self.admin is not None and self.admin.serves(call.info.service):
@@ -218,15 +218,16 @@ class QrexecRelay:
         log.info("call %s from %s runs in the new disposable %s", call.info.service,
                  call.source, name)
         try:
-            await self._run_in_qube(call, decision, name)
+            await self._run_in_qube(call, decision, name, autostart=True)
         finally:
             with contextlib.suppress(QubesException):
                 await asyncio.shield(self.targets.discard(name))
 
-    async def _run_in_qube(self, call: IncomingCall, decision: Allow, target: str) -> None:
+    async def _run_in_qube(self, call: IncomingCall, decision: Allow, target: str,
+                           autostart: bool) -> None:
         info = call.info
         try:
-            mux = await self.targets.mux_for(target, decision.autostart)
+            mux = await self.targets.mux_for(target, autostart)
             remote = await mux.open({
                 "service": info.service, "arg": info.arg, "source": call.source,
                 "user": decision.user or DEFAULT_USER,
