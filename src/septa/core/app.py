@@ -7,6 +7,7 @@ event stream, plug-ins) happen here. Loading and saving are in :mod:`septa.core.
 
 from __future__ import annotations
 
+import secrets
 import uuid as uuidlib
 from collections.abc import Iterator
 from importlib.metadata import entry_points
@@ -40,6 +41,8 @@ from septa.storage import Pool, default_pools
 
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 MAX_QID = 254 * 256
+#: disposables are numbered from 1 to this (random, as in Qubes)
+MAX_DISPID = 9999
 
 
 class VMCollection:
@@ -103,8 +106,24 @@ class VMCollection:
                 return qid
         raise QubesValueError("No free qid left")
 
+    def dispid_for(self, name: str) -> int:
+        """The number of a new disposable ``name``: N for ``dispN`` when N is free."""
+        number = name[4:]
+        if name.startswith("disp") and number.isdigit() and 0 < int(number) <= MAX_DISPID \
+                and all(vm.get_or("dispid", None) != int(number) for vm in self._by_name.values()):
+            return int(number)
+        return self.free_dispid()
+
     def free_dispid(self) -> int:
+        """An unused disposable number, chosen at random (as Qubes does), so that a new
+        disposable's name does not repeat the one that just went away."""
         used = {vm.get_or("dispid", None) for vm in self._by_name.values()}
+        used |= {int(name[4:]) for name in self._by_name
+                 if name.startswith("disp") and name[4:].isdigit()}
+        for _ in range(64):
+            dispid = secrets.randbelow(MAX_DISPID) + 1
+            if dispid not in used:
+                return dispid
         for dispid in range(1, MAX_QID):
             if dispid not in used:
                 return dispid
@@ -239,7 +258,7 @@ class Qubes(PropertyHolder):
         elif template is not None:
             raise QubesValueError(f"A {klass} has no template")
         if isinstance(vm, DispVM):
-            vm.set("dispid", self.domains.free_dispid(), loading=True)
+            vm.set("dispid", self.domains.dispid_for(name), loading=True)
         for prop, text in (properties or {}).items():
             if vm.property_def(prop).write_once and prop in ("name", "qid", "uuid"):
                 raise QubesValueError(f"Property {prop} cannot be set at creation")

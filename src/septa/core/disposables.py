@@ -116,9 +116,10 @@ class Disposables:
         return vm
 
     async def _create(self, template: BaseVM, created_by: str) -> BaseVM:
-        name = f"disp{self.app.domains.free_dispid()}"
-        vm = await create_qube(self.app, "DispVM", name, template.get("label"), template,
-                               created_by=created_by, properties={"auto_cleanup": "True"})
+        dispid = self.app.domains.free_dispid()
+        vm = await create_qube(self.app, "DispVM", f"disp{dispid}", template.get("label"),
+                               template, created_by=created_by,
+                               properties={"auto_cleanup": "True", "dispid": str(dispid)})
         self._save()
         return vm
 
