@@ -107,7 +107,9 @@ def tool(daemon: h.Septad, *argv: str, stdin: bytes | None = None) -> str:
 def setup(daemon: h.Septad, image: Path) -> None:
     tool(daemon, "qvm-create", "--class", "TemplateVM", "-l", "black", "tpl")
     tool(daemon, "qvm-create", "-t", "tpl", "-l", "red", QUBE)
-    tool(daemon, "qvm-volume", "resize", f"{QUBE}:private", str(image.stat().st_size))
+    current = int(tool(daemon, "qvm-volume", "info", f"{QUBE}:private", "size").strip())
+    if image.stat().st_size > current:
+        tool(daemon, "qvm-volume", "resize", f"{QUBE}:private", str(image.stat().st_size))
     tool(daemon, "qvm-volume", "import", f"{QUBE}:private", str(image))
 
 
