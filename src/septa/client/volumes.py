@@ -178,7 +178,10 @@ class Volume:
         if os.geteuid() != 0 and "SEPTA_ROOT" not in os.environ:
             command.insert(0, "sudo")
         try:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            # Its own session: Ctrl-C reaches only the caller, whose closing of stdin
+            # then makes the service report the short import to septad as failed.
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    start_new_session=True)
         except OSError as e:
             raise QubesDaemonCommunicationError(
                 "cannot run %s: %s", str(service), e.strerror or str(e)
