@@ -87,6 +87,8 @@ class ReadProgress:
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         self._started = False
+        if kind is None and self.total:
+            self.done = max(self.done, self.total)  # read to its end: the tar padding too
         if self._bar is not None:
             if kind is None and self._task is not None:
                 self._bar.update(self._task, total=self.done, completed=self.done)
