@@ -190,7 +190,7 @@ class Volume:
             assert proc.stdin is not None
             try:
                 proc.stdin.write(prefix)
-                shutil.copyfileobj(stream, proc.stdin)
+                shutil.copyfileobj(stream, proc.stdin, 1 << 20)
             except BrokenPipeError:
                 pass
             out, _ = proc.communicate()
