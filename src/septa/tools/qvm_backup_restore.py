@@ -57,6 +57,7 @@ from .parser import QubesArgumentParser
 from .runner import run
 
 PROG = "qvm-backup-restore"
+NOTHING_DONE = "Nothing was restored."
 _FILTER = re.compile(r"\A[A-Za-z0-9_.+-]{1,64}\Z")
 
 log = logging.getLogger(PROG)
@@ -185,9 +186,12 @@ def _restore(app: Qubes, args: argparse.Namespace, passphrase: str,
             return 0
         if not args.verify_only:
             check_space(staging, chosen)
-        with progress:
-            staged = stage(reader, plan, staging, verify_only=args.verify_only)
-        source.finish()
+        try:
+            with progress:
+                staged = stage(reader, plan, staging, verify_only=args.verify_only)
+            source.finish()
+        except QubesException as err:
+            raise BackupRestoreError(f"{err}\n{NOTHING_DONE}") from None
         if args.verify_only:
             print(f"-> Verified: the backup of {len(chosen)} qube(s) is complete and "
                   f"authentic.")
@@ -222,7 +226,7 @@ def _main(argv: list[str] | None) -> int:
         message = str(err) if cause is None else f"{cause} ({err})"
         if "unusual compression filter" in message:
             message += " (use --compression-filter to use it anyway)"
-        raise BackupRestoreError(message) from None
+        raise BackupRestoreError(f"{message}\n{NOTHING_DONE}") from None
     finally:
         with contextlib.suppress(OSError):
             source.close()
