@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from septa.backup import BackupWriter, atomic_output
 from septa.core import store
 from septa.core.backup_content import qube_content, registry_xml
-from tests.backup.helpers import FAST, join_entries, split_entries
+from tests.backup.helpers import FAST, join_entries, needs_scrypt, sparse_file, split_entries
+from tests.backup.qubes_registry import QUBES_XML
+from tests.backup.test_qubes_compat import CORE_ADMIN, needs_core_admin
 from tests.daemon.test_tools_end_to_end import BIN, tool
 from tests.wire import Daemon
 
@@ -272,4 +275,63 @@ def test_ctrl_c_while_importing_removes_every_new_qube(host: Daemon, tmp_path: P
     _, rest = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen) + rest
     assert "Removing the qubes this restore created: sys-net, work" in rest
+    assert "Traceback" not in rest
     assert state(host) == unchanged
+
+
+QUBES_FIREWALL = b"""<firewall version="2"><rules>
+  <rule><properties><property name="action">accept</property>
+    <property name="specialtarget">dns</property></properties></rule>
+  <rule><properties><property name="action">accept</property>
+    <property name="dsthost">192.168.0.0/24</property><property name="proto">tcp</property>
+    </properties></rule>
+  <rule><properties><property name="action">drop</property></properties></rule>
+</rules></firewall>"""
+
+
+@needs_core_admin
+@needs_scrypt
+def test_restore_a_backup_written_by_qubes(septad: Daemon, tmp_path: Path) -> None:
+    """Qubes' own writer (qubes/backup.py, volumes through qubes.tarwriter as pax sparse
+    files) with a Qubes 4.3 qubes.xml: templates and netvm mapped to this host's."""
+    tool(septad, "qvm-create", "-C", "TemplateVM", "-l", "black", "debian-12")
+    tool(septad, "qubes-prefs", "default_template", "debian-12")
+    (tmp_path / "qubes.xml").write_bytes(QUBES_XML)
+    work = sparse_file(tmp_path / "work-private", 40 << 20, {
+        0: os.urandom(3 << 20), 30 << 20: b"x" * 5000, (40 << 20) - 4: b"end!"})
+    vpn_root = sparse_file(tmp_path / "vpn-root", 8 << 20, {4096: b"vpn root"})
+    small = sparse_file(tmp_path / "small", 1 << 20, {0: b"private"})
+    (tmp_path / "firewall.xml").write_bytes(QUBES_FIREWALL)
+    (tmp_path / "empty").write_bytes(b"")
+    backup = tmp_path / "backup"
+    written = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "backup/qubes_core_writer_driver.py"),
+         str(CORE_ADMIN), str(backup), PASSPHRASE, str(1 << 20), "1",
+         str(tmp_path / "qubes.xml"), f"vm7/:private.img:{work}",
+         f"vm7/:firewall.xml:{tmp_path / 'firewall.xml'}", f"vm8/:private.img:{small}",
+         f"vm9/:root.img:{vpn_root}", f"vm9/:private.img:{small}",
+         f"vm10/:empty:{tmp_path / 'empty'}"],
+        capture_output=True, text=True, timeout=300)
+    assert written.returncode == 0, written.stderr
+    (tmp_path / "pass").write_text(PASSPHRASE + "\n")
+
+    result = restore(septad, tmp_path, str(backup))
+    assert "-> Done: restored work-dvm, work, sys-vpn, disp-print." in result.stdout
+    assert "dom0's home folder (dom0-home/user/): it is not restored" in result.stderr
+    assert "Template 'fedora-41' missing, using default 'debian-12'" in result.stdout
+    ls = tool(septad, "qvm-ls", "--raw-data", "--fields", "NAME,CLASS,LABEL,TEMPLATE,NETVM",
+              ).stdout.splitlines()
+    assert {"work|AppVM|blue|debian-12|-", "work-dvm|AppVM|red|debian-12|-",
+            "sys-vpn|StandaloneVM|red|-|-", "disp-print|DispVM|red|work-dvm|sys-vpn"} \
+        <= set(ls), ls
+    assert tool(septad, "qvm-prefs", "work", "memory").stdout.strip() == "800"
+    assert tool(septad, "qvm-prefs", "work", "default_dispvm").stdout.strip() == "work-dvm"
+    assert tool(septad, "qvm-features", "work", "service.cups").stdout.strip() == "1"
+    assert "work" in tool(septad, "qvm-tags", "work").stdout.split()
+    assert septad.ok("admin.vm.firewall.Get", "work") == (
+        "action=accept specialtarget=dns\naction=accept dst4=192.168.0.0/24 proto=tcp\n"
+        "action=drop\n")
+    assert image(septad, "work").read_bytes() == work.read_bytes()
+    standalone = septad.paths.qubes_base / "appvms" / "sys-vpn"
+    assert (standalone / "root.img").read_bytes() == vpn_root.read_bytes()
+    assert (standalone / "private.img").read_bytes() == small.read_bytes()

@@ -193,6 +193,11 @@ class Volume:
                 shutil.copyfileobj(stream, proc.stdin, 1 << 20)
             except BrokenPipeError:
                 pass
+            except BaseException:
+                # interrupted: the service sees its stdin end early and reports the
+                # import as failed; take its answer so that it can end quietly
+                proc.communicate()
+                raise
             out, _ = proc.communicate()
         parse_response(out)
         self._info = None

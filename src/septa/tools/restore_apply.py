@@ -153,10 +153,7 @@ class Restorer:
 
     def _volumes(self, qube: StagedQube, vm: QubesVM) -> None:
         volumes = vm.volumes
-        for name in qube.entry.vm.saved_volumes:
-            image = qube.volume_image(name)
-            if image is None:
-                continue
+        for name, image in qube.volume_images.items():
             volume = volumes.get(name)
             if volume is None or not volume.save_on_stop:
                 self._warn(f"{vm.name}: the backup has its {name} volume, which a "

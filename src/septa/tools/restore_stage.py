@@ -45,9 +45,11 @@ class StagedQube:
     entry: QubeRestore
     files: dict[str, Path] = field(default_factory=dict)
 
-    def volume_image(self, volume: str) -> Path | None:
-        """The image of *volume* (``private`` -> ``private.img``), if the backup had it."""
-        return self.files.get(f"{volume}.img")
+    @property
+    def volume_images(self) -> dict[str, Path]:
+        """The volume images, by volume name (``private.img`` -> ``private``)."""
+        return {name[:-len(".img")]: path for name, path in self.files.items()
+                if name.endswith(".img")}
 
 
 def default_staging_base() -> Path:
@@ -79,8 +81,11 @@ def check_space(directory: Path, entries: list[QubeRestore]) -> None:
                                  f"free (--staging-dir picks another place)")
 
 
-def _wanted(entry: QubeRestore) -> set[str]:
-    return {f"{volume}.img" for volume in entry.vm.saved_volumes} | {FIREWALL_FILE, NOTES_FILE}
+def _wanted(relative: str) -> bool:
+    """Whether a file of a qube's backup folder is restored (volume images, firewall,
+    notes); others (Qubes' ``whitelisted-appmenus.list``...) are only verified."""
+    return relative in (FIREWALL_FILE, NOTES_FILE) or (
+        relative.endswith(".img") and "/" not in relative and relative != ".img")
 
 
 def _owner(name: str, entries: list[QubeRestore]) -> QubeRestore | None:
@@ -105,7 +110,7 @@ def _check_complete(reader: BackupReader, chosen: list[QubeRestore]) -> None:
         path = entry.vm.backup_path or ""
         missing = [f"{path}{volume}.img" for volume in entry.vm.saved_volumes
                    if f"{path}{volume}.img" not in seen]
-        if not entry.vm.volumes and not any(name.startswith(path) for name in seen):
+        if not entry.vm.saved_volumes and not any(name.startswith(path) for name in seen):
             missing.append(f"{path} (every file of {entry.vm.name})")
         if missing:
             raise BackupRestoreError(f"the backup is incomplete (cut short?): "
@@ -127,7 +132,7 @@ def stage(reader: BackupReader, plan: list[QubeRestore], dest: Path,
             member.skip()
             continue
         relative = member.name[len(owner.vm.backup_path or ""):]
-        if verify_only or relative not in _wanted(owner):
+        if verify_only or not _wanted(relative):
             log.debug("verifying %s", member.name)
             member.verify()
             continue
