@@ -41,6 +41,7 @@ QUBES_XML = b"""<?xml version='1.0' encoding='UTF-8'?>
         <property name="default_dispvm">work-dvm</property>
         <property name="memory">800</property>
         <property name="debug">True</property>
+        <property name="pcie_hotplug">True</property>
       </properties>
       <features>
         <feature name="backup-content">True</feature>

@@ -319,6 +319,9 @@ def test_restore_a_backup_written_by_qubes(septad: Daemon, tmp_path: Path) -> No
     assert "-> Done: restored work-dvm, work, sys-vpn, disp-print." in result.stdout
     assert "dom0's home folder (dom0-home/user/): it is not restored" in result.stderr
     assert "Template 'fedora-41' missing, using default 'debian-12'" in result.stdout
+    assert "work: property pcie_hotplug='True' not restored (left at its default)" \
+        in result.stderr, "a property this daemon does not know is a warning"
+    assert "(1 warning(s) above.)" in result.stdout
     ls = tool(septad, "qvm-ls", "--raw-data", "--fields", "NAME,CLASS,LABEL,TEMPLATE,NETVM",
               ).stdout.splitlines()
     assert {"work|AppVM|blue|debian-12|-", "work-dvm|AppVM|red|debian-12|-",

@@ -48,7 +48,7 @@ def test_qubes_43_layout_is_read(backup: registry_xml.BackupRegistry) -> None:
     assert (work.klass, work.label, work.qid, work.template) == ("AppVM", "blue", 7, "fedora-41")
     assert work.backup_path == "vm7/" and work.backup_size == 20971520
     assert work.properties == {"netvm": "sys-firewall", "default_dispvm": "work-dvm",
-                               "memory": "800", "debug": "True"}
+                               "memory": "800", "debug": "True", "pcie_hotplug": "True"}
     assert work.features == {"service.cups": "1", "empty-one": ""}
     assert work.tags == ["created-by-dom0", "work"]
     assert work.saved_volumes == ["private"]
