@@ -179,9 +179,10 @@ class Volume:
             command.insert(0, "sudo")
         try:
             # Its own session: Ctrl-C reaches only the caller, whose closing of stdin
-            # then makes the service report the short import to septad as failed.
+            # then makes the service report the short import to septad as failed
+            # (not under sudo, which may need the terminal to ask for a password).
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    start_new_session=True)
+                                    start_new_session=command[0] != "sudo")
         except OSError as e:
             raise QubesDaemonCommunicationError(
                 "cannot run %s: %s", str(service), e.strerror or str(e)
