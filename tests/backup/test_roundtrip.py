@@ -213,3 +213,17 @@ def test_an_unknown_filter_is_not_run_unless_allowed() -> None:
     with pytest.raises(MemberError):
         BackupReader(io.BytesIO(backup), PASSPHRASE,
                      compression_filters=("cat",)).read_qubes_xml()
+
+
+def test_a_forced_filter_replaces_the_headers() -> None:
+    """Qubes' --compression-filter: an unusual filter named in the header is not run; the
+    one the user forces is, whatever the header says."""
+    backup = make_backup({"qubes.xml": b"q" * 1000}, compression="cat")
+    reader = BackupReader(io.BytesIO(backup), PASSPHRASE, force_filter="gzip")
+    assert reader.header.compression_filter == "gzip"
+    with pytest.raises(MemberError):
+        reader.read_qubes_xml()  # "cat" wrote it, not gzip
+    plain = make_backup({"qubes.xml": b"q"}, compression=None)
+    reader = BackupReader(io.BytesIO(plain), PASSPHRASE, force_filter="gzip")
+    assert reader.header.compression_filter is None, "not compressed: nothing to force"
+    assert reader.read_qubes_xml() == b"q"

@@ -82,6 +82,7 @@ def test_errors_have_the_client_exception_names(septad: Daemon) -> None:
     assert septad.error("admin.vm.List", payload=b"x") == "ProtocolError"
     assert septad.error("admin.vm.Console", "work") == "QubesVMNotRunningError"
     assert septad.error("admin.vm.device.block.Available", "work") == "QubesNotImplementedError"
+    assert septad.error("admin.backup.Info", "dom0") == "ProtocolError"  # needs a profile
     assert septad.error("admin.vm.Start", "work") == "QubesVMError"
     assert septad.error("admin.vm.Kill", "work") == "QubesVMNotStartedError"
     assert septad.error("admin.vm.Start", "dom0") == "ProtocolError"

@@ -22,6 +22,7 @@ caller checks :attr:`BackupReader.seen` against what ``qubes.xml`` says was back
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import subprocess
@@ -255,13 +256,16 @@ class BackupReader:
     other, hence 1); *tmp_dir* holds at most 2 * *workers* chunks (default: the system
     temporary directory);
     *compression_filters* are the filter commands the header may name (Qubes' list,
-    unless the caller trusts another); *progress* gets the bytes read from the stream.
+    unless the caller trusts another); *force_filter*, when given, is used instead of
+    the header's filter for a compressed backup (Qubes' ``--compression-filter``);
+    *progress* gets the bytes read from the stream.
     """
 
     def __init__(self, stream: BinaryIO, passphrase: str | bytes, *,
                  limits: Limits | None = None, tmp_dir: Path | None = None,
                  max_chunk_size: int = CHUNK_SIZE, workers: int = 1,
                  compression_filters: tuple[str, ...] = KNOWN_FILTERS,
+                 force_filter: str | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
         self.passphrase = passphrase.encode() if isinstance(passphrase, str) else passphrase
         self.limits = limits or Limits()
@@ -276,7 +280,9 @@ class BackupReader:
         #: members met so far, in stream order
         self.seen: list[str] = []
         self.header = self._read_header()
-        if self.header.compression_filter not in (None, *compression_filters):
+        if force_filter is not None and self.header.compressed:
+            self.header = dataclasses.replace(self.header, compression_filter=force_filter)
+        elif self.header.compression_filter not in (None, *compression_filters):
             raise BackupFormatError(f"unusual compression filter "
                                     f"'{self.header.compression_filter}' in the backup header")
 

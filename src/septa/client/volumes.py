@@ -178,7 +178,11 @@ class Volume:
         if os.geteuid() != 0 and "SEPTA_ROOT" not in os.environ:
             command.insert(0, "sudo")
         try:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            # Its own session: Ctrl-C reaches only the caller, whose closing of stdin
+            # then makes the service report the short import to septad as failed
+            # (not under sudo, which may need the terminal to ask for a password).
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    start_new_session=command[0] != "sudo")
         except OSError as e:
             raise QubesDaemonCommunicationError(
                 "cannot run %s: %s", str(service), e.strerror or str(e)
@@ -187,9 +191,14 @@ class Volume:
             assert proc.stdin is not None
             try:
                 proc.stdin.write(prefix)
-                shutil.copyfileobj(stream, proc.stdin)
+                shutil.copyfileobj(stream, proc.stdin, 1 << 20)
             except BrokenPipeError:
                 pass
+            except BaseException:
+                # interrupted: the service sees its stdin end early and reports the
+                # import as failed; take its answer so that it can end quietly
+                proc.communicate()
+                raise
             out, _ = proc.communicate()
         parse_response(out)
         self._info = None
