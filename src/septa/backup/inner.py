@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from septa.backup.errors import BackupError
-from septa.backup.outer_tar import BLOCK, RECORD, valid_name
+from septa.backup.outer_tar import entry_trailer, valid_name
 from septa.backup.sparse_tar import sparse_archive
 
 IO_BLOCK = 1 << 20
@@ -132,8 +132,7 @@ def data_stream(name: str, source: BinaryIO, size: int, compression_filter: str 
                 raise BackupError(f"the data of {name} ended {left} bytes early")
             left -= len(block)
             yield block
-        used = len(header) + size + -size % BLOCK + 2 * BLOCK
-        yield bytes(-size % BLOCK + 2 * BLOCK + -used % RECORD)
+        yield entry_trailer(len(header), size)
 
     return _generated(name, pieces(), compression_filter)
 

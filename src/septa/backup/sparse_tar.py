@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from septa.backup.outer_tar import BLOCK, RECORD
+from septa.backup.outer_tar import BLOCK, entry_trailer
 
 GRAIN = 64 * 1024
 READ = 1 << 20
@@ -87,5 +87,4 @@ def sparse_archive(name: str, path: Path, *, mode: int = 0o644,
                     raise OSError(f"{path} ended while being archived")
                 left -= len(block)
                 yield block
-    used = len(header) + stored + -stored % BLOCK + 2 * BLOCK
-    yield bytes(-stored % BLOCK + 2 * BLOCK + -used % RECORD)
+    yield entry_trailer(len(header), stored)
