@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import _harness as h
+import boot
 
 PASSPHRASE = "bench passphrase"
 LOG_N, R, P = 20, 8, 1
@@ -224,15 +225,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    try:
-        return run(args)
-    except h.BenchError as exc:
-        print(f"backup.py: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("backup.py: interrupted", file=sys.stderr)
-        return 130
+    return boot.guarded_run("backup.py", run, _parse(argv))
 
 
 if __name__ == "__main__":
