@@ -7,20 +7,13 @@ as a dict of its keys and values, in file order. Checking and normalising the va
 
 from __future__ import annotations
 
-from lxml import etree
-
 from septa.backup.errors import BackupFormatError
+from septa.backup.registry_xml import parse_document
 
 
 def parse_rules(data: bytes) -> list[dict[str, str]]:
     """The rules of a ``firewall.xml``, first match first."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as err:
-        raise BackupFormatError(f"firewall.xml is not valid XML: {err}") from None
-    if root.tag != "firewall":
-        raise BackupFormatError("firewall.xml: the root element is not <firewall>")
+    root = parse_document(data, "firewall.xml", "firewall")
     rules = []
     for node in root.iterfind("rules/rule"):
         rule: dict[str, str] = {}

@@ -162,15 +162,22 @@ def _domain(node: Any, labels: dict[str, str]) -> BackupQube:
     return qube
 
 
-def parse(data: bytes) -> BackupRegistry:
-    """Parse the backup's ``qubes.xml``; :class:`BackupFormatError` says what is wrong."""
+def parse_document(data: bytes, what: str, root_tag: str) -> Any:
+    """The root element of an XML file from a backup (no entities, no network), which
+    must be ``<root_tag>``; :class:`BackupFormatError` names ``what`` otherwise."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as err:
-        raise BackupFormatError(f"qubes.xml in the backup is not valid XML: {err}") from None
-    if root.tag != "qubes":
-        raise BackupFormatError("qubes.xml in the backup: the root element is not <qubes>")
+        raise BackupFormatError(f"{what} is not valid XML: {err}") from None
+    if root.tag != root_tag:
+        raise BackupFormatError(f"{what}: the root element is not <{root_tag}>")
+    return root
+
+
+def parse(data: bytes) -> BackupRegistry:
+    """Parse the backup's ``qubes.xml``; :class:`BackupFormatError` says what is wrong."""
+    root = parse_document(data, "qubes.xml in the backup", "qubes")
     registry = BackupRegistry()
     for node in root.iterfind("labels/label"):
         if node.text:
