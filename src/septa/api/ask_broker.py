@@ -41,11 +41,11 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from septa.api.server import listen_unix
 from septa.qrexec.policy import Allow, Ask, Deny
 
 log = logging.getLogger(__name__)
@@ -118,16 +118,7 @@ class AskBroker:
 
     async def start(self, path: Path) -> None:
         """Listen on ``path`` (replacing a stale socket), readable by root only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        old_umask = os.umask(0o077)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve_agent, path=str(path), limit=MAX_LINE)
-        finally:
-            os.umask(old_umask)
-        path.chmod(0o600)
+        self._server = await listen_unix(path, self._serve_agent, 0o600, limit=MAX_LINE)
         self._path = path
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from septa.agent.wire import Frame, FrameDecoder, FrameError, FrameType
+from septa.api.server import listen_unix
 from septa.core.app import Qubes
 from septa.core.errors import QubesException, QubesValueError, QubesVMNotStartedError
 from septa.qrexec.mux import QrexecError, RemoteCall
@@ -66,11 +67,7 @@ class QrexecServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        self.server = await asyncio.start_unix_server(self.handle, path=str(path))
-        path.chmod(0o600)
+        self.server = await listen_unix(path, self.handle, 0o600)
 
     async def close(self) -> None:
         if self.server is not None:

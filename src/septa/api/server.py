@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from septa.api.dispatch import MethodTable, prepare
 from septa.api.protocol import (
@@ -46,6 +47,22 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
         chunks.append(chunk)
 
 
+async def listen_unix(path: Path, handler: Callable[..., Any], mode: int,
+                      **options: Any) -> asyncio.AbstractServer:
+    """Serve ``handler`` on the unix socket ``path`` (a stale socket replaced), created
+    with permissions ``mode`` from the start (the umask keeps the others out meanwhile)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        server = await asyncio.start_unix_server(handler, path=str(path), **options)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    return server
+
+
 class ApiServer:
     """Serves one method table on one unix socket."""
 
@@ -56,15 +73,7 @@ class ApiServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        old_umask = os.umask(0o007)
-        try:
-            self.server = await asyncio.start_unix_server(self.handle, path=str(path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, 0o660)
+        self.server = await listen_unix(path, self.handle, 0o660)
         with contextlib.suppress(KeyError, PermissionError):
             os.chown(path, -1, grp.getgrnam("qubes").gr_gid)
 
