@@ -141,18 +141,24 @@ class Zeros:
     read = read1
 
 
-def dom0_to_qube(target: str, size: int) -> float:
-    """Seconds to push ``size`` bytes into ``wc -c`` in the qube (the count is checked)."""
+def _into_wc(what: str, request: CallRequest, size: int, stdin: Zeros | None = None
+             ) -> float:
+    """Seconds of ``request``, a call whose output is a ``wc -c`` that must say ``size``."""
     out: list[bytes] = []
     start = time.perf_counter()
-    status = run_call(CallRequest(target, service="qubes.VMExec", arg="wc+--c"),
-                      stdin=Zeros(size), stdout=out.append)  # type: ignore[arg-type]
+    status = run_call(request, stdin=stdin, stdout=out.append)
     elapsed = time.perf_counter() - start
     counted = b"".join(out).strip()
     if status != 0 or counted != str(size).encode():
-        raise h.BenchError(f"dom0 -> qube: wc -c said {counted!r} (status {status}), "
+        raise h.BenchError(f"{what}: wc -c said {counted!r} (status {status}), "
                            f"expected {size}")
     return elapsed
+
+
+def dom0_to_qube(target: str, size: int) -> float:
+    """Seconds to push ``size`` bytes into ``wc -c`` in the qube (the count is checked)."""
+    return _into_wc("dom0 -> qube", CallRequest(target, service="qubes.VMExec", arg="wc+--c"),
+                    size, Zeros(size))
 
 
 def qube_to_dom0(target: str, size: int) -> float:
@@ -174,17 +180,8 @@ def qube_to_dom0(target: str, size: int) -> float:
 
 def qube_to_qube(source: str, target: str, size: int) -> float:
     """Seconds for ``size`` bytes from ``source`` into ``wc -c`` in ``target``."""
-    out: list[bytes] = []
-    start = time.perf_counter()
-    status = run_call(CallRequest(source, command=(
-        f"head -c {size} /dev/zero | qrexec-client-vm {target} qubes.VMExec+wc+--c")),
-        stdout=out.append)
-    elapsed = time.perf_counter() - start
-    counted = b"".join(out).strip()
-    if status != 0 or counted != str(size).encode():
-        raise h.BenchError(f"qube -> qube: wc -c said {counted!r} (status {status}), "
-                           f"expected {size}")
-    return elapsed
+    return _into_wc("qube -> qube", CallRequest(source, command=(
+        f"head -c {size} /dev/zero | qrexec-client-vm {target} qubes.VMExec+wc+--c")), size)
 
 
 def host_pipe(size: int) -> float:
