@@ -1,10 +1,12 @@
-"""``admin.vm.firewall.Get/Set/Reload``: the rules of a qube (enforced by its netvm)."""
+"""``admin.vm.firewall.Get/Set/Reload``: the rules of a qube, enforced by its netvm (a
+change returns once the netvm enforces it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from septa.api.dispatch import Call, method
+from septa.api.methods_properties import settle_network
 from septa.core.firewall import load_rules, parse_rules, save_rules
 
 
@@ -22,6 +24,7 @@ async def firewall_set(call: Call) -> str:
     rules = parse_rules(call.text_payload())
     save_rules(_path(call), rules)
     call.dest.fire_event("firewall-changed")
+    await settle_network(call)
     return ""
 
 
@@ -29,4 +32,5 @@ async def firewall_set(call: Call) -> str:
 async def firewall_reload(call: Call) -> str:
     load_rules(_path(call))
     call.dest.fire_event("firewall-changed")
+    await settle_network(call)
     return ""

@@ -59,6 +59,12 @@ def _reset(holder: PropertyHolder, name: str) -> str:
     return ""
 
 
+async def settle_network(call: Call) -> None:
+    """Return once running qubes follow the change (a new netvm is wired in)."""
+    if call.app.runtime is not None:
+        await call.app.runtime.network.settle()
+
+
 def _help(holder: PropertyHolder, name: str) -> str:
     return holder.property_def(name).doc
 
@@ -90,11 +96,15 @@ def _register(prefix: str, global_: bool) -> None:
     @method(f"{prefix}.Set", wants_arg=True, wants_payload=True, dest_adminvm=dest,
             writes=True)
     async def set_(call: Call) -> str:
-        return _set(_holder(call, global_), call.arg, call)
+        _set(_holder(call, global_), call.arg, call)
+        await settle_network(call)
+        return ""
 
     @method(f"{prefix}.Reset", wants_arg=True, dest_adminvm=dest, writes=True)
     async def reset(call: Call) -> str:
-        return _reset(_holder(call, global_), call.arg)
+        _reset(_holder(call, global_), call.arg)
+        await settle_network(call)
+        return ""
 
 
 _register("admin.property", True)

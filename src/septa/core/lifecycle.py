@@ -1,8 +1,10 @@
 """Running qubes: start, shutdown, kill, pause, unpause, and noticing a qube that stops.
 
-The order of a start is: checks, volumes started (snapshots taken), the domain created,
-the agent's READY awaited within ``qrexec_timeout``. Any failure undoes what was done
-(domain killed, volumes stopped) and reports the tail of the console log. A domain
+The order of a start is: checks, the netvm chain started, volumes started (snapshots
+taken), the domain created (paused while its network link is plugged in), the agent's
+READY awaited within ``qrexec_timeout``, the agent configured
+(:mod:`septa.core.networking`). Any failure undoes what was done (link unplugged, domain
+killed, volumes stopped) and reports the tail of the console log. A domain
 that stops for any reason (shutdown, kill, crash, poweroff inside) is noticed through
 the engine's lifecycle events: its volumes are stopped once and ``domain-shutdown`` fires.
 """
@@ -25,6 +27,7 @@ from septa.core.errors import (
     QubesVMNotStartedError,
     QubesVMShutdownTimeout,
 )
+from septa.core.networking import Networking
 from septa.hypervisor.accel import choose_accel
 from septa.hypervisor.agent_link import AgentLink
 from septa.hypervisor.console import console_tail
@@ -61,6 +64,8 @@ class Runtime:
         self._starts: dict[str, asyncio.Future[bool]] = {}
         self.disposables = Disposables(self)
         app.add_global_listener(self.disposables.on_event)
+        self.network = Networking(self)
+        app.add_global_listener(self.network.on_event)
         engine.on_lifecycle(self._on_lifecycle)
 
     # ----- helpers ------------------------------------------------------------------
@@ -95,6 +100,7 @@ class Runtime:
                     await blocking(self._stop_running_volumes, vm)
                 if vm.get_or("auto_cleanup", False):
                     await self.remove_disposable(vm)  # it stopped while septad was away
+        self.network.recover()
         await self.disposables.recover()
 
     @staticmethod
@@ -163,7 +169,8 @@ class Runtime:
             maxmem_mib=max(memory, vm.get("maxmem") or memory), vcpus=vm.get("vcpus"),
             kernel=vmlinuz, initrd=initrd, cmdline=cmdline, disks=disks,
             agent_socket=None, console_log=self.console_log(vm), accel=accel,
-            virt_mode=vm.get("virt_mode"))
+            virt_mode=vm.get("virt_mode"), hotplug_ports=self.network.hotplug_ports(vm),
+            uplink_mac=self.network.uplink_mac(vm))
 
     async def start(self, vm: BaseVM) -> None:
         self._check_can_start(vm)
@@ -182,9 +189,11 @@ class Runtime:
         self.states[name] = "Transient"
         self._halted_event(name).clear()
         vm.fire_event("domain-pre-start")
-        volumes_started = domain_created = False
+        volumes_started = domain_created = attached = False
         link: AgentLink | None = None
+        attaching: asyncio.Task[None] | None = None
         try:
+            await self.network.start_chain(vm)
             await blocking(vm.storage.start)
             volumes_started = True
             self.console_log(vm).parent.mkdir(parents=True, exist_ok=True)
@@ -192,8 +201,13 @@ class Runtime:
             accel = (await blocking(choose_accel, kernel_files[0])
                      if kernel_files is not None else "tcg")
             spec = self._domain_spec(vm, accel, kernel_files)
-            await blocking(self.engine.start, spec)
+            wired = self.network.netvm_of(vm) is not None
+            await blocking(self.engine.start, spec, wired)
             domain_created = True
+            if wired:
+                await self.network.plug(vm)
+                await blocking(self.engine.unpause, name)
+                attaching = asyncio.get_running_loop().create_task(self.network.attach(vm))
             link = AgentLink(name, await blocking(self.engine.agent_socket, name))
             await link.connect(30)
             timeout = vm.get("qrexec_timeout")
@@ -204,7 +218,18 @@ class Runtime:
                     f"Cannot connect to the agent of {name} within {timeout} seconds "
                     f"(qrexec_timeout). Console log tail:\n"
                     f"{console_tail(self.console_log(vm))}") from None
+            self.links[name] = link
+            if attaching is not None:
+                await attaching
+                attached = True
+            await self.network.configure(vm)
         except BaseException as exc:
+            self.links.pop(name, None)
+            if attaching is not None and not attached:
+                attaching.cancel()
+                await asyncio.gather(attaching, return_exceptions=True)
+            if name in self.network.attached:
+                await self.network.detach(vm)
             if link is not None:
                 await link.close()
             if domain_created:
@@ -220,10 +245,10 @@ class Runtime:
                 raise
             raise QubesVMError(f"Failed to start {name}: {exc}") from exc
         self._starting.discard(name)
-        self.links[name] = link
         self.states[name] = "Running"
         self._serve_calls(vm)
         vm.fire_event("domain-start")
+        await self.network.started(vm)
 
     async def ensure_running(self, vm: BaseVM) -> None:
         """Start ``vm`` unless it runs; when a start is already under way, wait for it
@@ -272,6 +297,7 @@ class Runtime:
     async def shutdown(self, vm: BaseVM, *, force: bool = False, wait: bool = False,
                        timeout: float | None = None) -> None:
         self._check_running(vm)
+        self.network.check_shutdown(vm, force)
         vm.fire_event("domain-pre-shutdown", force=force)
         link = self.links.get(vm.name)
         if link is not None and link.ready:
@@ -337,6 +363,7 @@ class Runtime:
         except KeyError:
             self.states.pop(name, None)
             return
+        await self.network.stopped(vm)
         try:
             await blocking(vm.storage.stop)
         except QubesException as exc:

@@ -142,7 +142,7 @@ def vmid_to_ipv4(prefix: str, vmid: int) -> str:
 
 
 def _default_ip(vm: Any) -> str | None:
-    if vm.get_or("netvm", None) is None:
+    if vm.get_or("netvm", None) is None and not vm.get_or("provides_network", False):
         return None
     if isinstance(vm, DispVM):
         return vmid_to_ipv4("10.138", vm.get("dispid"))
