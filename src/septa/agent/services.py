@@ -18,6 +18,8 @@ writes :func:`service_files` into the image (see :mod:`septa.templates.guestfile
   that reads the stream.
 - ``qubes.Restore``: sends a backup back (first line: a file, or a command that prints
   the stream; the second line, the members dom0 wants, is read and not used).
+- ``qubes.UpdatesProxy``: connects the call to the updates proxy on 127.0.0.1:8082
+  (tinyproxy, running where dom0 turned on ``qubes-updates-proxy``).
 """
 
 from __future__ import annotations
@@ -90,4 +92,6 @@ def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str,
         "qubes.OpenURL": service("qubes.OpenURL: open a URL", "open_url"),
         "qubes.Backup": BACKUP_SERVICE,
         "qubes.Restore": RESTORE_SERVICE,
+        "qubes.UpdatesProxy": "#!/bin/sh\n# qubes.UpdatesProxy: a connection to the updates "
+                              "proxy of this qube.\nexec socat STDIO TCP:127.0.0.1:8082\n",
     }

@@ -5,11 +5,15 @@ Rules are normalised the way Qubes' client writes them back: keys in the order
 action, proto, destination, dstports, icmptype, specialtarget, expire, comment;
 port ranges always as ``N-M``; bare addresses with their full prefix length; and an
 all-addresses destination (``0.0.0.0/0``, ``::/0``) left out.
+:meth:`Rule.build` checks a rule given as separate values the way Qubes' client does
+(e.g. a rule typed on the command line) before anything is sent.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import QubesValueError
@@ -40,6 +44,31 @@ def _classify_destination(value: str) -> tuple[str, str, int | None]:
     address = value.split("/", 1)[0]
     key = "dst4" if net.version == 4 else "dst6"
     return key, f"{address}/{net.prefixlen}", net.prefixlen
+
+
+_HOST_CHARS = frozenset(string.ascii_lowercase + string.digits + "-._")
+_CHOICES = {"action": ("accept", "drop"), "proto": ("tcp", "udp", "icmp"),
+            "specialtarget": ("dns",)}
+
+
+def _check_destination(value: str) -> str:
+    """The destination with its prefix length (host names as given); bad ones refused."""
+    address, slash, _ = value.partition("/")
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        if slash:
+            raise QubesValueError("Invalid IP address: %s", value) from None
+        if not value or not set(value) <= _HOST_CHARS:
+            raise QubesValueError("Invalid hostname: %s", value) from None
+        return value
+    return f"{address}/{net.prefixlen}"
+
+
+def _check_number(key: str, value: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise QubesValueError("Invalid %s: %s", key, value)
+    return int(value)
 
 
 def _normalise_ports(value: str) -> str:
@@ -93,6 +122,57 @@ class Rule:
             expire=values.get("expire"),
             comment=values.get("comment"),
         )
+
+    @classmethod
+    def build(cls, values: Mapping[str, str]) -> Rule:
+        """A rule from separate values (``dsthost``/``dst4``/``dst6`` alike), checked.
+
+        :class:`QubesValueError` names the first bad value: an unknown key, a missing
+        or unknown action, ports without tcp/udp, an icmp type without icmp, ...
+        """
+        values = dict(values)
+        dst = None
+        for key in ("dsthost", "dst4", "dst6"):
+            if key in values:
+                dst = _check_destination(values.pop(key))
+        unknown = sorted(set(values) - set(_KEYS))
+        if unknown:
+            raise QubesValueError("Unknown rule elements: %s", ", ".join(unknown))
+        for key, allowed in _CHOICES.items():
+            if key in values and values[key] not in allowed:
+                raise QubesValueError("Invalid %s: %s", key, values[key])
+        if "action" not in values:
+            raise QubesValueError("Missing action= in rule")
+        proto = values.get("proto")
+        ports = values.get("dstports")
+        if ports is not None:
+            if proto not in ("tcp", "udp"):
+                raise QubesValueError("dstports valid only for 'tcp' and 'udp' protocols")
+            low, sep, high = ports.partition("-")
+            first = _check_number("port", low, 1, 65535)
+            if first > _check_number("port", high if sep else low, 1, 65535):
+                raise QubesValueError("Invalid port range: %s", ports)
+            ports = _normalise_ports(ports)
+        icmptype = values.get("icmptype")
+        if icmptype is not None:
+            if proto != "icmp":
+                raise QubesValueError("icmptype valid only for 'icmp' protocol")
+            _check_number("icmptype", icmptype, 0, 255)
+        if "expire" in values:
+            _check_number("expire", values["expire"], 0, 2**63 - 1)
+        comment = values.get("comment")
+        if comment is not None and any(ord(ch) < 0x20 for ch in comment):
+            raise QubesValueError("Comment contains control characters")
+        return cls(action=values["action"], proto=proto, dst=dst, dstports=ports,
+                   icmptype=icmptype, specialtarget=values.get("specialtarget"),
+                   expire=values.get("expire"), comment=comment)
+
+    @property
+    def host(self) -> str | None:
+        """The destination as Qubes shows it: addresses with their prefix length."""
+        if self.dst is None:
+            return None
+        return _classify_destination(self.dst)[1]
 
     def to_wire(self) -> str:
         """The rule as one line in the order Qubes' client writes it."""

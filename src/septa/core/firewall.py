@@ -107,6 +107,18 @@ def parse_rule(line: str) -> Rule:
 DEFAULT_RULES = (Rule((("action", "accept"),)),)
 
 
+def split_expired(rules: list[Rule], now: float) -> tuple[list[Rule], int | None]:
+    """The rules still in force at ``now`` and the earliest ``expire`` among them.
+
+    A rule whose ``expire`` time (seconds since the epoch) is at or before ``now`` is
+    gone; the second value is when the next one goes (None: no rule expires), so a timer
+    set for that moment drops it.
+    """
+    live = [rule for rule in rules if (expire := rule.get("expire")) is None or int(expire) > now]
+    expiries = [int(expire) for rule in live if (expire := rule.get("expire")) is not None]
+    return live, min(expiries, default=None)
+
+
 def parse_rules(text: str) -> list[Rule]:
     rules = [parse_rule(line) for line in text.splitlines() if line.strip()]
     if len(rules) > MAX_RULES:

@@ -8,7 +8,8 @@ on first boot, ``/rw/home`` bound on ``/home``, as Qubes lays out its private vo
 host name, fstab and the console login; the qrexec services of
 :mod:`septa.agent.services` in ``/etc/qubes-rpc``; ``qrexec-client-vm``
 (:mod:`septa.agent.client_vm`) and the file tools of :data:`GUEST_TOOLS` (``qvm-copy``,
-``qvm-open-in-vm``...) in ``/usr/bin``.
+``qvm-open-in-vm``...) in ``/usr/bin``; the optional services dom0 turns on by flag, and
+the updates proxy (:mod:`septa.templates.guest_services`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from septa.agent.services import RPC_DIR, service_files
 
+from . import guest_services
 from .recipe import Recipe, agent_files
 
 AGENT_DIR = "/usr/lib/septa-agent"
@@ -243,6 +245,10 @@ def install(root: Path, recipe: Recipe) -> None:
     _write(root, f"{UDEV_RULES_DIR}/90-septa-agent.rules", AGENT_UDEV_RULE)
     for name, text in service_files(AGENT_DIR).items():
         _write(root, f"{RPC_DIR}/{name}", text, 0o755)
+    for name, text in guest_services.unit_files().items():
+        _write(root, f"{UNIT_DIR}/{name}", text)
+    for path, (text, mode) in guest_services.other_files().items():
+        _write(root, path, text, mode)
     (root / "rw").mkdir(exist_ok=True)
     if recipe.console_autologin:
         _write(root, *console_autologin_dropin(recipe.console))
@@ -254,6 +260,6 @@ def chroot_commands(recipe: Recipe) -> list[list[str]]:
         ["useradd", "--create-home", "--uid", str(recipe.uid), "--user-group",
          "--shell", "/bin/bash", "--comment", "", recipe.user],
         ["systemctl", "enable", "septa-agent.service", "septa-mount-private.service",
-         "septa-boot-complete.service"],
+         "septa-boot-complete.service", *guest_services.OPTIONAL_UNITS],
         ["python3", "-m", "compileall", "-q", AGENT_DIR],
     ]
