@@ -158,10 +158,3 @@ def save_rules(path: Path, rules: list[Rule]) -> None:
         os.fsync(out.fileno())
     os.replace(tmp, path)
 
-
-def split_expired(rules: list[Rule], now: int) -> tuple[list[Rule], int | None]:
-    """The rules still alive at ``now`` (seconds since the epoch), and when the next of
-    them expires (None: none will)."""
-    live = [rule for rule in rules if int(rule.get("expire") or now + 1) > now]
-    expiries = [int(value) for rule in live if (value := rule.get("expire"))]
-    return live, min(expiries, default=None)
