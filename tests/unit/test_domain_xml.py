@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from septa.hypervisor.domain_xml import TCG_TB_CACHE_MIB, domain_xml
+from septa.hypervisor.domain_xml import FIXED_PCIE_DEVICES, TCG_TB_CACHE_MIB, domain_xml
 from septa.hypervisor.spec import AGENT_PORT, DiskSpec, DomainSpec
 
 
@@ -66,3 +66,29 @@ def test_hvm_boots_from_its_disk() -> None:
     dom = parse(domain_xml(spec(virt_mode="hvm")))
     assert dom.find("os/kernel") is None
     assert dom.find("os/boot").get("dev") == "hd"
+
+
+def test_no_spare_ports_or_uplink_by_default() -> None:
+    dom = parse(domain_xml(spec()))
+    assert dom.find("devices/controller[@type='pci']") is None
+    assert dom.find("devices/interface") is None
+
+
+def test_spare_root_ports_count_the_devices_libvirt_places_on_them() -> None:
+    dom = parse(domain_xml(spec(hotplug_ports=16)))
+    root = dom.findall("devices/controller[@model='pcie-root']")
+    assert [c.get("index") for c in root] == ["0"]
+    ports = dom.findall("devices/controller[@model='pcie-root-port']")
+    # 2 disks + virtio-serial + rng + usb sit on ports too; the rest stay free
+    assert len(ports) == 16 + 2 + FIXED_PCIE_DEVICES
+    assert all(port.get("index") is None for port in ports), "libvirt numbers them"
+
+
+def test_slirp_uplink_is_a_virtio_user_interface_with_its_mac() -> None:
+    dom = parse(domain_xml(spec(uplink_mac="52:54:00:5e:6c:01", hotplug_ports=2)))
+    (uplink,) = dom.findall("devices/interface")
+    assert uplink.get("type") == "user"
+    assert uplink.find("mac").get("address") == "52:54:00:5e:6c:01"
+    assert uplink.find("model").get("type") == "virtio"
+    ports = dom.findall("devices/controller[@model='pcie-root-port']")
+    assert len(ports) == 2 + 2 + FIXED_PCIE_DEVICES + 1

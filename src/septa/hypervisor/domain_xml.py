@@ -1,5 +1,12 @@
 """libvirt domain XML for a qube: q35, direct kernel boot (pvh/pv) or firmware (hvm),
-virtio-blk volumes, the agent's virtio-serial channel, a logged virtio console."""
+virtio-blk volumes, the agent's virtio-serial channel, a logged virtio console, spare
+PCIe root ports for hot-plugged NICs and an optional slirp uplink NIC.
+
+Measured with libvirt 9.0 / QEMU 7.2: libvirt puts every device without an address on a
+declared ``pcie-root-port`` first and adds ports only when they run out; with no declared
+port it adds one spare. So ``hotplug_ports`` spare ports are declared on top of the
+devices that use one. ``<interface type='user'>`` becomes QEMU's ``-netdev user``
+(slirp): DHCP gives the guest 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3."""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ from lxml import etree
 from septa.hypervisor.spec import AGENT_PORT, DiskSpec, DomainSpec
 
 TCG_TB_CACHE_MIB = 128
+# PCI devices of every domain that libvirt puts on a root port of its own: the
+# virtio-serial controller, the rng and the USB controller libvirt adds to q35 machines
+FIXED_PCIE_DEVICES = 3
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None,
@@ -64,6 +74,16 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(console, "log", file=str(spec.console_log), append="on")
     _sub(console, "target", type="virtio", port="0")
     _sub(devices, "memballoon", model="none")
+    if spec.uplink_mac is not None:
+        uplink = _sub(devices, "interface", type="user")
+        _sub(uplink, "mac", address=spec.uplink_mac)
+        _sub(uplink, "model", type="virtio")
+    if spec.hotplug_ports:
+        _sub(devices, "controller", type="pci", index="0", model="pcie-root")
+        # libvirt places devices without an address on the declared ports first
+        placed = FIXED_PCIE_DEVICES + len(spec.disks) + (spec.uplink_mac is not None)
+        for _ in range(placed + spec.hotplug_ports):
+            _sub(devices, "controller", type="pci", model="pcie-root-port")
     _sub(devices, "rng", model="virtio").append(_backend_random())
     return etree.tostring(dom, pretty_print=True, encoding="unicode")
 

@@ -133,10 +133,13 @@ class Engine:
             raise QubesVMError(f"Domain is not running: {vm_name}")
         return dom
 
-    def start(self, spec: DomainSpec) -> None:
+    def start(self, spec: DomainSpec, paused: bool = False) -> None:
+        """Create the qube's transient domain; with ``paused`` its vCPUs wait for
+        :meth:`unpause` (devices can be hot-added before the guest runs)."""
         xml = domain_xml(spec)
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         try:
-            self.conn.createXML(xml, 0)
+            self.conn.createXML(xml, flags)
         except libvirt.libvirtError as exc:
             raise QubesVMError(f"Failed to start {spec.name}: {exc}") from exc
 

@@ -43,3 +43,7 @@ class DomainSpec:
     accel: str = "tcg"
     virt_mode: str = "pvh"
     extra_devices: tuple[str, ...] = field(default_factory=tuple)
+    # spare pcie-root-ports, free for NICs hot-plugged at run time (nic.py)
+    hotplug_ports: int = 0
+    # MAC of a slirp NIC (libvirt ``<interface type='user'>``), or no uplink
+    uplink_mac: str | None = None
