@@ -46,7 +46,7 @@ def _net(app: Qubes, *running: str) -> Networking:
 
 
 def test_link_names_derive_from_the_client_qid() -> None:
-    assert links.backend_nic(5) == "septa-vif5"
+    assert links.backend_nic(5) == "vif5"
     assert links.backend_interface(300) == "vif300"
     assert links.backend_mac(0x010203) == "fe:ff:ff:01:02:03"
     assert links.uplink_mac(7) == "52:54:00:00:00:07"

@@ -15,14 +15,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from septa.core.blocking import blocking
 from septa.core.errors import QubesException, QubesVMError, QubesVMNotRunningError
 from septa.core.firewall import load_rules, save_rules, split_expired
 from septa.core.vm import AdminVM, BaseVM, TemplateVM
+from septa.hypervisor.nic import NicError, Nics, engine_nics
+from septa.hypervisor.sockdir import link_socket_dir
 from septa.network import guest_config, links
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ DEFAULT_SERVICES: dict[type[BaseVM], dict[str, bool]] = {
     TemplateVM: {"updates-proxy-setup": True},
 }
 RUNNING = ("Running", "Paused")
+T = TypeVar("T")
 
 
 class Networking:
@@ -53,6 +56,7 @@ class Networking:
         self._pending: set[asyncio.Task[None]] = set()
         self._errors: list[BaseException] = []
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self._nics: Nics | None = None
 
     # ----- what a qube's domain needs ------------------------------------------------
 
@@ -83,7 +87,16 @@ class Networking:
                 and self.netvm_of(vm) is netvm]
 
     def socket(self, vm: BaseVM) -> Path:
-        return links.link_socket(self.runtime.engine.link_socket_dir(), vm.qid)
+        return links.link_socket(link_socket_dir(self.app.paths.root), vm.qid)
+
+    async def _nic(self, action: Callable[..., T], *args: Any) -> T:
+        """One NIC operation of the engine, off the loop; its errors as QubesVMError."""
+        if self._nics is None:
+            self._nics = engine_nics(self.runtime.engine)
+        try:
+            return await blocking(action, self._nics, *args)
+        except (NicError, OSError) as exc:
+            raise QubesVMError(f"Network link: {exc}") from exc
 
     # ----- start and stop --------------------------------------------------------------
 
@@ -100,8 +113,8 @@ class Networking:
 
     async def plug(self, vm: BaseVM) -> None:
         """Give the qube (created paused) its end of the link to its netvm."""
-        await blocking(self.runtime.engine.add_nic, vm.name, links.CLIENT_NIC,
-                       vm.get("mac"), self.socket(vm), True)
+        await self._nic(Nics.add_nic, vm.name, links.CLIENT_NIC, vm.get("mac"),
+                        self.socket(vm), True)
 
     async def attach(self, vm: BaseVM) -> None:
         """Plug the qube's link into its netvm and have the netvm serve it."""
@@ -112,8 +125,8 @@ class Networking:
             raise QubesVMNotRunningError(f"Cannot attach {vm.name} to {netvm.name}: "
                                          f"{netvm.name} is not running")
         qid = vm.qid
-        await blocking(self.runtime.engine.add_nic, netvm.name, links.backend_nic(qid),
-                       links.backend_mac(qid), self.socket(vm), False)
+        await self._nic(Nics.add_nic, netvm.name, links.backend_nic(qid),
+                        links.backend_mac(qid), self.socket(vm), False)
         self.attached[vm.name] = netvm.name
         message = guest_config.attach_message(
             links.backend_mac(qid), links.backend_interface(qid), vm.name, vm.get("ip"),
@@ -136,8 +149,9 @@ class Networking:
         except QubesException as exc:
             log.warning("%s: %s did not forget its link: %s", vm.name, name, exc)
         try:
-            await blocking(self.runtime.engine.remove_nic, name, links.backend_nic(qid))
-        except Exception as exc:  # noqa: BLE001 - a stale NIC must not stop the caller
+            if not await self._nic(Nics.remove_nic, name, links.backend_nic(qid)):
+                log.warning("%s: %s has not released its link yet", vm.name, name)
+        except QubesException as exc:
             log.warning("%s: unplugging its link from %s failed: %s", vm.name, name, exc)
 
     async def configure(self, vm: BaseVM) -> None:
@@ -248,12 +262,11 @@ class Networking:
         current = self.attached.get(vm.name)
         if netvm is not None and current == netvm.name:
             return
-        had_nic = current is not None or links.CLIENT_NIC in await blocking(
-            self.runtime.engine.nic_ids, vm.name)
+        had_nic = links.CLIENT_NIC in await self._nic(Nics.nic_ids, vm.name)
         await self.detach(vm)
         if netvm is None:
             if had_nic:
-                await blocking(self.runtime.engine.remove_nic, vm.name, links.CLIENT_NIC)
+                await self._nic(Nics.remove_nic, vm.name, links.CLIENT_NIC)
         else:
             if not had_nic:
                 await self.plug(vm)

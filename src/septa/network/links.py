@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: QEMU id of a client's NIC towards its netvm.
-CLIENT_NIC = "septa-net0"
+#: Id of a client's NIC towards its netvm (see :mod:`septa.hypervisor.nic`).
+CLIENT_NIC = "net0"
 #: Largest qid a link name can carry (three bytes of a MAC address).
 MAX_QID = 0xFFFFFF
 
@@ -27,8 +27,8 @@ def _mac(prefix: str, qid: int) -> str:
 
 
 def backend_nic(client_qid: int) -> str:
-    """QEMU id, in the netvm, of the NIC that serves client ``client_qid``."""
-    return f"septa-vif{_check(client_qid)}"
+    """Id, in the netvm, of the NIC that serves client ``client_qid``."""
+    return f"vif{_check(client_qid)}"
 
 
 def backend_interface(client_qid: int) -> str:
