@@ -18,6 +18,9 @@ writes :func:`service_files` into the image (see :mod:`septa.templates.guestfile
   that reads the stream.
 - ``qubes.Restore``: sends a backup back (first line: a file, or a command that prints
   the stream; the second line, the members dom0 wants, is read and not used).
+- ``septa.Configure``, ``septa.NetAttach``, ``septa.NetDetach``, ``septa.FirewallSet``:
+  the qube's services and network, a client link added or removed, a client's firewall
+  (:mod:`septa.agent.net_services`; dom0 calls them as root, qubes may not).
 """
 
 from __future__ import annotations
@@ -90,4 +93,12 @@ def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str,
         "qubes.OpenURL": service("qubes.OpenURL: open a URL", "open_url"),
         "qubes.Backup": BACKUP_SERVICE,
         "qubes.Restore": RESTORE_SERVICE,
+        "septa.Configure": service("septa.Configure: this qube's services and network",
+                                   "net_services", "configure_main()"),
+        "septa.NetAttach": service("septa.NetAttach: serve a client's new link",
+                                   "net_services", "attach_main()"),
+        "septa.NetDetach": service("septa.NetDetach: forget a client's link",
+                                   "net_services", "detach_main()"),
+        "septa.FirewallSet": service("septa.FirewallSet: replace a client's firewall",
+                                     "net_services", "firewall_main()"),
     }
