@@ -66,9 +66,9 @@ def _check(key: str, value: str) -> str:
         if value != "dns":
             raise RuleError(f"specialtarget must be dns: {value!r}")
     elif key == "dstports":
-        low, _, high = value.partition("-")
+        low, dash, high = value.partition("-")
         first = _number(key, low, 1, 65535)
-        last = _number(key, high, 1, 65535) if high else first
+        last = _number(key, high, 1, 65535) if dash else first
         if last < first:
             raise RuleError(f"invalid port range: {value!r}")
         value = f"{first}-{last}"
