@@ -41,6 +41,7 @@ run() {{ setsid "$@" </dev/null >/dev/null 2>&1 & }}
 run ip netns exec up socat TCP4-LISTEN:80,bind={UPSTREAM},fork,reuseaddr SYSTEM:'echo up-ok'
 run ip netns exec up socat UDP4-RECVFROM:53,bind={UPSTREAM},fork SYSTEM:'echo dns-ok'
 run ip netns exec c2 socat TCP4-LISTEN:80,fork,reuseaddr SYSTEM:'echo c2-ok'
+run socat TCP4-LISTEN:8080,fork,reuseaddr SYSTEM:'echo netvm-ok'
 """
 
 
@@ -78,10 +79,10 @@ class Netvm:
                             {"interface": "vif5", "ip": "10.137.0.5", "rules": list(rules)})
         assert done.returncode == 0, done.stderr
 
-    def tcp(self, ns: str, address: str, bind: str | None = None) -> str:
-        """What c1 (or ``ns``) gets from ``address`` port 80, "" when it cannot connect."""
+    def tcp(self, ns: str, address: str, bind: str | None = None, port: int = 80) -> str:
+        """What ``ns`` gets from ``address``:``port``, "" when it cannot connect."""
         option = f",bind={bind}" if bind else ""
-        return self.sh(f"ip netns exec {ns} socat -u TCP4:{address}:80,connect-timeout=4"
+        return self.sh(f"ip netns exec {ns} socat -u TCP4:{address}:{port},connect-timeout=4"
                        f"{option} STDOUT").stdout.strip()
 
     def dns(self, ns: str) -> str:
@@ -96,7 +97,7 @@ def netvm(e2e_daemon: Daemon) -> Iterator[Netvm]:
     try:
         qubes.run("qvm-start", QUBE)
         vm = Netvm(qubes)
-        done = vm.sh(SETUP)
+        done = vm.sh(SETUP.strip())
         assert done.returncode == 0, done.stderr
         for ns, ip in (("c1", "10.137.0.5"), ("c2", "10.137.0.6")):
             done = vm.service("septa.Configure", client_config(ip), ns=ns)
@@ -142,6 +143,12 @@ def test_clients_cannot_reach_each_other(netvm: Netvm) -> None:
     assert netvm.tcp("c1", "10.137.0.6") == ""
     control = netvm.sh("socat -u TCP4:10.137.0.6:80,connect-timeout=4 STDOUT").stdout
     assert control.strip() == "c2-ok", "the netvm itself reaches c2"
+
+
+def test_clients_reach_the_netvm_only_for_icmp_and_dns(netvm: Netvm) -> None:
+    assert netvm.tcp("c1", "10.137.0.3", port=8080) == ""
+    assert netvm.sh("socat -u TCP4:10.137.0.3:8080 STDOUT").stdout.strip() == "netvm-ok"
+    assert netvm.sh("ip netns exec c1 ping -c1 -W4 10.137.0.3").returncode == 0
 
 
 def test_spoofed_source_is_dropped(netvm: Netvm) -> None:
