@@ -320,11 +320,13 @@ def test_attach_without_table_builds_the_whole_table(
     (guest.root / "etc/resolv.conf").write_text("nameserver 10.139.1.1\nnameserver 9.9.9.9\n")
     attach = {"mac": "fe:ff:ff:00:00:05", "interface": "vif5", "ip": "10.137.0.5",
               "gateway": "10.137.0.3", "rules": ["action=accept"]}
-    assert call(guest, net_services.net_attach, attach, capsys) == (0, "")
+    attach["rules"] = ["action=accept dsthost=nowhere.test"]
+    status, err = call(guest, net_services.net_attach, attach, capsys)
+    assert status == 0 and err.count("nowhere.test") == 1, err
     text = guest.nft_texts[-1]
     assert text.startswith("add table ip septa\ndelete table ip septa\n")
     assert "dnat to 9.9.9.9" in text and "dnat to 10.139" not in text
-    assert "fw-vif5 accept" in text
+    assert "add rule ip septa fw-vif5 drop" in text
     assert "ip link set dev vif5 down" not in guest.commands("ip"), "already named"
 
 

@@ -199,10 +199,10 @@ def net_attach(request: dict[str, object], host: Host) -> None:
         if _table_exists(host):
             text = "".join(net_table.detach(other, [ip]) for other in stale)
             host.must(["nft", "-f", "-"], text + net_table.attach(vif, ip, chain, old_ips))
+            host.warnings += chain.warnings
         else:
             _apply_whole(host, state)
         net_state.save(host, state)
-    host.warnings += chain.warnings
 
 
 def net_detach(request: dict[str, object], host: Host) -> None:
@@ -238,10 +238,10 @@ def firewall_set(request: dict[str, object], host: Host) -> None:
         state.clients[vif].rules = lines
         if _table_exists(host):
             host.must(["nft", "-f", "-"], net_table.firewall(vif, chain))
+            host.warnings += chain.warnings
         else:
             _apply_whole(host, state)
         net_state.save(host, state)
-    host.warnings += chain.warnings
 
 
 Handler = Callable[[dict[str, object], Host], None]
