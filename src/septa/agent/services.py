@@ -20,6 +20,9 @@ writes :func:`service_files` into the image (see :mod:`septa.templates.guestfile
   the stream; the second line, the members dom0 wants, is read and not used).
 - ``qubes.UpdatesProxy``: connects the call to the updates proxy on 127.0.0.1:8082
   (tinyproxy, running where dom0 turned on ``qubes-updates-proxy``).
+- ``septa.Configure``, ``septa.NetAttach``, ``septa.NetDetach``, ``septa.FirewallSet``:
+  the qube's services and network, a client link added or removed, a client's firewall
+  (:mod:`septa.agent.net_services`; dom0 calls them as root, qubes may not).
 """
 
 from __future__ import annotations
@@ -94,4 +97,12 @@ def service_files(agent_dir: str = AGENT_DIR, python: str = PYTHON) -> dict[str,
         "qubes.Restore": RESTORE_SERVICE,
         "qubes.UpdatesProxy": "#!/bin/sh\n# qubes.UpdatesProxy: a connection to the updates "
                               "proxy of this qube.\nexec socat STDIO TCP:127.0.0.1:8082\n",
+        "septa.Configure": service("septa.Configure: this qube's services and network",
+                                   "net_services", "configure_main()"),
+        "septa.NetAttach": service("septa.NetAttach: serve a client's new link",
+                                   "net_services", "attach_main()"),
+        "septa.NetDetach": service("septa.NetDetach: forget a client's link",
+                                   "net_services", "detach_main()"),
+        "septa.FirewallSet": service("septa.FirewallSet: replace a client's firewall",
+                                     "net_services", "firewall_main()"),
     }
