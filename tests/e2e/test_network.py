@@ -156,8 +156,8 @@ def test_a_qube_without_netvm_has_no_interface(net: Net) -> None:
 
 def test_two_app_qubes_cannot_reach_each_other(net: Net) -> None:
     app2_ip = net.qubes.prefs("net-app2", "ip")
-    net.root("net-app2", "nohup socat TCP-LISTEN:7070,fork,reuseaddr "
-             "SYSTEM:'echo app2-here' >/dev/null 2>&1 &")
+    net.root("net-app2", "setsid -f socat TCP-LISTEN:7070,fork,reuseaddr "
+             "SYSTEM:'echo app2-here' </dev/null >/dev/null 2>&1")
     probe = "timeout 8 socat -T5 - TCP:{}:7070 </dev/null"
     assert "app2-here" in net.root("net-fw", probe.format(app2_ip)), \
         "app2's server answers its netvm"
@@ -200,3 +200,23 @@ def test_changing_netvm_of_a_running_qube_rewires_it(net: Net) -> None:
         net.qubes.remove("net-spare")
         net.qubes.run("qvm-prefs", "net-app2", "netvm", "net-fw")
     assert net.fetch("net-app2")
+
+
+def test_an_offline_template_installs_a_package_through_the_updates_proxy(net: Net) -> None:
+    qubes = net.qubes
+    policy = qubes.daemon.paths.policy_dir / "50-config-updates.policy"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text("qubes.UpdatesProxy * @type:TemplateVM @default allow target=net-sys\n")
+    try:
+        qubes.run("qvm-features", "net-sys", "service.qubes-updates-proxy", "1")
+        qubes.run("qvm-clone", "debian-12", "net-tpl", timeout=900)
+        assert qubes.prefs("net-tpl", "netvm") == ""
+        qubes.run("qvm-start", "net-tpl")
+        assert net.root("net-tpl", "ls /sys/class/net").split() == ["lo"]
+        update = qubes.run("qubes-vm-update", "--targets", "net-tpl", timeout=1800)
+        assert "net-tpl" in update.stdout
+        net.root("net-tpl", "DEBIAN_FRONTEND=noninteractive apt-get install -y hello")
+        assert qubes.run("qvm-run", "-p", "net-tpl", "hello").stdout == "Hello, world!\n"
+    finally:
+        qubes.remove("net-tpl")
+        policy.unlink(missing_ok=True)
