@@ -113,3 +113,32 @@ def test_messages_carry_the_rules_as_lines() -> None:
     message = guest_config.attach_message("fe:ff:ff:00:00:05", "vif5", "work", "10.137.0.5",
                                           "10.137.0.3", iter(["action=accept"]))
     assert message["rules"] == ["action=accept"] and message["gateway"] == "10.137.0.3"
+
+
+def test_expired_rules_leave_the_file_and_the_next_expiry_is_timed(app: Qubes) -> None:
+    import asyncio
+    import time
+
+    from septa.core.firewall import load_rules, parse_rule, save_rules
+
+    work = app.domains["work"]
+    work.dir_path.mkdir(parents=True, exist_ok=True)
+    path = work.dir_path / "firewall.xml"
+    now = int(time.time())
+    save_rules(path, [parse_rule(f"action=accept dst4=10.0.0.1 expire={now - 5}"),
+                      parse_rule(f"action=accept dst4=10.0.0.2 expire={now + 3600}"),
+                      parse_rule("action=drop")])
+    networking = _net(app, "sys-net", "sys-firewall", "work")
+    networking.attached["work"] = "sys-firewall"
+
+    async def check() -> None:
+        lines = networking.live_rules(work)
+        assert lines == [f"action=accept expire={now + 3600} dst4=10.0.0.2/32", "action=drop"]
+        handle = networking._expiry["work"]
+        assert now + 3600 <= handle.when() - asyncio.get_running_loop().time() + time.time() \
+            <= now + 3602
+        networking._cancel_expiry("work")
+
+    asyncio.run(check())
+    assert [str(rule) for rule in load_rules(path)] == [
+        f"action=accept expire={now + 3600} dst4=10.0.0.2/32", "action=drop"]
