@@ -197,7 +197,8 @@ class FakeGuest:
         return Host(run=self, sys_net=str(self.sys_net), proc_sys=str(self.root / "proc"),
                     resolv_conf=str(self.root / "etc/resolv.conf"),
                     state_dir=str(self.root / "run/net"),
-                    services_dir=str(self.root / "run/qubes-service"), resolver=resolver,
+                    services_dir=str(self.root / "run/qubes-service"),
+                    wants_dir=str(self.root / "wants"), resolver=resolver,
                     sleep=sleep, clock=lambda: self.now, systemd=lambda: True)
 
     def commands(self, program: str) -> list[str]:
@@ -251,12 +252,19 @@ def test_configure_client_and_services(guest: FakeGuest,
     guest.nic("ens5", "00:16:3e:5e:6c:00")
     (guest.root / "run/qubes-service").mkdir(parents=True)
     (guest.root / "run/qubes-service/old").touch()
+    (guest.root / "wants").mkdir()
+    flags = guest.root / "run/qubes-service"
+    (guest.root / "wants/old.service").write_text(
+        f"[Unit]\nConditionPathExists={flags}/old\n")
+    (guest.root / "wants/other.socket").write_text(
+        f"[Unit]\nConditionPathExists={flags}/new-one\n")
     request = {"name": "work", "services": {"new-one": True, "old": False},
                "network": {"client": CLIENT, "uplink": None, "provides_network": False,
                            "gateway": "10.137.0.5"}}
     assert call(guest, net_services.configure, request, capsys) == (0, "")
     assert sorted(os.listdir(guest.root / "run/qubes-service")) == ["new-one"]
-    assert guest.commands("systemctl") == ["systemctl --no-block start septa-services.target"]
+    assert guest.commands("systemctl") == ["systemctl --no-block start septa-services.target",
+                                           "systemctl --no-block stop old.service"]
     assert guest.commands("ip") == [
         "ip link set dev ens5 down", "ip link set dev ens5 name eth0", "ip link set dev eth0 up",
         "ip -4 addr replace 10.137.0.5/32 dev eth0", "ip -j -4 addr show dev eth0",

@@ -65,6 +65,8 @@ class Host:
     resolv_conf: str = "/etc/resolv.conf"
     state_dir: str = "/run/septa/net"
     services_dir: str = "/run/qubes-service"
+    #: where the build enabled the optional units (``septa-services.target.wants``)
+    wants_dir: str = "/etc/systemd/system/septa-services.target.wants"
     resolver: Callable[[str], list[str]] = resolve_ipv4
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic

@@ -81,6 +81,7 @@ def _network(value: object) -> Network | None:
 
 def _set_services(host: Host, services: dict[str, bool]) -> None:
     os.makedirs(host.services_dir, mode=0o755, exist_ok=True)
+    turned_off = []
     for name, enabled in services.items():
         path = os.path.join(host.services_dir, name)
         if enabled:
@@ -89,12 +90,37 @@ def _set_services(host: Host, services: dict[str, bool]) -> None:
         else:
             try:
                 os.unlink(path)
+                turned_off.append(path)
             except FileNotFoundError:
                 pass
     if host.systemd():
         done = host.run(["systemctl", "--no-block", "start", SERVICES_TARGET])
         if done.returncode != 0 and "not found" not in done.stderr:
             host.warn(f"systemctl start {SERVICES_TARGET}: {done.stderr.strip()[:200]}")
+        units = _units_of_flags(host, turned_off)
+        if units:
+            host.run(["systemctl", "--no-block", "stop", *units])
+
+
+def _units_of_flags(host: Host, flags: list[str]) -> list[str]:
+    """The optional units whose ``ConditionPathExists=`` names one of ``flags``."""
+    if not flags:
+        return []
+    conditions = {f"ConditionPathExists={flag}" for flag in flags}
+    try:
+        names = sorted(os.listdir(host.wants_dir))
+    except OSError:
+        return []
+    units = []
+    for name in names:
+        try:
+            with open(os.path.join(host.wants_dir, name), encoding="utf-8") as unit:
+                lines = {line.strip() for line in unit}
+        except OSError:
+            continue
+        if lines & conditions:
+            units.append(name)
+    return units
 
 
 def _upstream(host: Host, uplink: Link | None) -> list[str]:
