@@ -7,11 +7,11 @@ from pathlib import Path
 
 from septa.api.dispatch import Call, method
 from septa.api.methods_properties import settle_network
-from septa.core.firewall import load_rules, parse_rules, save_rules
+from septa.core.firewall import FIREWALL_FILE, load_rules, parse_rules, save_rules
 
 
 def _path(call: Call) -> Path:
-    return call.dest.dir_path / "firewall.xml"
+    return call.dest.dir_path / FIREWALL_FILE
 
 
 @method("admin.vm.firewall.Get", dest_adminvm=False)

@@ -21,13 +21,13 @@ from lxml import etree
 
 from septa.core import store
 from septa.core.errors import QubesException
+from septa.core.firewall import FIREWALL_FILE
 from septa.core.vm import AdminVM
 
 if TYPE_CHECKING:
     from septa.core.app import Qubes
     from septa.core.vm import BaseVM
 
-FIREWALL_FILE = "firewall.xml"
 NOTES_FILE = "notes.txt"
 EMPTY_FILE = "empty"
 #: features of a qube's preloaded disposables that mean nothing after a restore

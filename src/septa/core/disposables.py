@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from septa.core.creation import create_qube
 from septa.core.errors import QubesException
+from septa.core.firewall import FIREWALL_FILE
 from septa.core.vm import AdminVM, BaseVM
 
 if TYPE_CHECKING:
@@ -47,6 +49,27 @@ def disposable_template(source: BaseVM | None, base: BaseVM) -> BaseVM:
         raise QubesException(f"{template.name} is not a disposable template "
                              f"(template_for_dispvms is False)")
     return template
+
+
+def inherit(vm: BaseVM, template: BaseVM) -> None:
+    """A new disposable takes what its template set (as in Qubes): the explicit values of
+    the properties it has too (its netvm above all: no unintended network path), the
+    features but the preload list, the tags and the firewall rules."""
+    for name in template.explicit_values():
+        prop = vm.property_defs.get(name)
+        if prop is None or not prop.clone or prop.read_only or prop.write_once \
+                or name == "template" or not vm.property_is_default(name):
+            continue
+        vm.set(name, template.get(name))
+    for feature in template.features:
+        if not feature.startswith("preload-dispvm"):
+            vm.features[feature] = template.features[feature]
+    for tag in template.tags:
+        vm.tags.add(tag)
+    rules = template.dir_path / FIREWALL_FILE
+    if rules.exists():
+        vm.dir_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(rules, vm.dir_path / FIREWALL_FILE)
 
 
 class Disposables:
@@ -120,6 +143,7 @@ class Disposables:
         vm = await create_qube(self.app, "DispVM", f"disp{dispid}", template.get("label"),
                                template, created_by=created_by,
                                properties={"auto_cleanup": "True", "dispid": str(dispid)})
+        inherit(vm, template)
         self._save()
         return vm
 

@@ -22,6 +22,8 @@ KEY_ORDER = ("action", "expire", "dst4", "dst6", "dsthost", "proto", "specialtar
              "dstports", "icmptype", "comment")
 _HOST = re.compile(r"\A(?=.{1,253}\Z)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\.?)+\Z")
 MAX_RULES = 1024
+#: The rules' file in a qube's directory.
+FIREWALL_FILE = "firewall.xml"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from septa.core.blocking import blocking
 from septa.core.errors import QubesException, QubesVMError, QubesVMNotRunningError
-from septa.core.firewall import load_rules, save_rules, split_expired
+from septa.core.firewall import FIREWALL_FILE, load_rules, save_rules, split_expired
 from septa.core.vm import AdminVM, BaseVM, TemplateVM
 from septa.hypervisor.nic import NicError, Nics, engine_nics
 from septa.hypervisor.sockdir import link_socket_dir
@@ -284,7 +284,7 @@ class Networking:
 
     def live_rules(self, vm: BaseVM) -> list[str]:
         """The qube's rules without the expired ones (which leave its file for good)."""
-        path = vm.dir_path / "firewall.xml"
+        path = vm.dir_path / FIREWALL_FILE
         rules = load_rules(path)
         live, next_expiry = split_expired(rules, int(time.time()))
         if len(live) != len(rules):
@@ -297,7 +297,7 @@ class Networking:
         if when is None:
             if vm.name not in self.attached:
                 return
-            _, when = split_expired(load_rules(vm.dir_path / "firewall.xml"), int(time.time()))
+            _, when = split_expired(load_rules(vm.dir_path / FIREWALL_FILE), int(time.time()))
             if when is None:
                 return
         loop = asyncio.get_running_loop()
