@@ -310,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--mib", type=int, default=64, help="MiB per transfer (64)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per path (3)")
     parser.add_argument("--rtts", type=int, default=200,
