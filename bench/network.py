@@ -28,7 +28,8 @@ repetition to the next), median of ``--repeat``:
    established) and prints their median.
 
 One untimed warm-up transfer per qube comes first. The figures are the ratios
-app-through-firewall / direct-on-uplink. Every qube runs whatever accelerator septa chose
+app-through-firewall / direct-on-uplink: of the two medians, and the median of the ratios
+of the runs made side by side (less sensitive to other sessions' load drifting). Every qube runs whatever accelerator septa chose
 (printed; on this project's machines TCG, where each packet costs CPU time in every
 emulated qube on the path, and the app's path runs three of them on the same cores).
 Everything started is stopped and the root removed on success, failure or Ctrl-C.
@@ -240,13 +241,15 @@ def interleaved(repeat: int, measure: Callable[[str], T]) -> dict[str, list[T]]:
 def report(title: str, unit: str, results: dict[str, list[float]], scale: float,
            digits: int) -> None:
     print(f"\n-- {title} --")
-    table = h.Table("path", f"median {unit}", f"runs {unit}", "app / direct")
-    direct = h.median(results[DIRECT])
+    table = h.Table("path", f"median {unit}", f"runs {unit}", "app / direct",
+                    "paired app / direct")
+    direct = results[DIRECT]
     for qube, label in PATHS:
         values = results[qube]
+        paired = [v / d for v, d in zip(values, direct, strict=True)]
         table.add(label, f"{h.median(values) * scale:,.{digits}f}",
                   " ".join(f"{v * scale:,.{digits}f}" for v in values),
-                  f"{h.median(values) / direct:.3f}")
+                  f"{h.median(values) / h.median(direct):.3f}", f"{h.median(paired):.3f}")
     table.print()
 
 
@@ -296,7 +299,9 @@ def run(args: argparse.Namespace) -> int:
             measure(daemon, args.mib << 20, args.repeat, args.rtts)
             print(f"\napp / direct: the app qube's stream through {FIREWALL} and {NET} "
                   f"against {DIRECT}'s straight on its own slirp uplink (> 1 for ms: slower; "
-                  "< 1 for MB/s: slower); all qubes under "
+                  "< 1 for MB/s: slower): the ratio of the medians, and the median of the "
+                  "ratios of the runs made side by side (repetition by repetition); all "
+                  "qubes under "
                   + ("TCG" if set(accels.values()) == {"tcg"} else "/".join(accels.values()))
                   + f", {os.cpu_count()} host cores shared by every running qube and other "
                   "sessions", flush=True)
