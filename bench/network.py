@@ -29,9 +29,10 @@ repetition to the next), median of ``--repeat``:
 
 One untimed warm-up transfer per qube comes first. The figures are the ratios
 app-through-firewall / direct-on-uplink: of the two medians, and the median of the ratios
-of the runs made side by side (less sensitive to other sessions' load drifting). Every qube runs whatever accelerator septa chose
-(printed; on this project's machines TCG, where each packet costs CPU time in every
-emulated qube on the path, and the app's path runs three of them on the same cores).
+of the runs made side by side (less sensitive to other sessions' load drifting). Every
+qube runs whatever accelerator septa chose (printed; on this project's machines TCG,
+where each packet costs CPU time in every emulated qube on the path, and the app's path
+runs three of them on the same cores).
 Everything started is stopped and the root removed on success, failure or Ctrl-C.
 
 Usage: ``.venv/bin/python bench/network.py [--mib M] [--repeat R] [--rtts N]``
