@@ -91,6 +91,13 @@ def print_machine_facts(title: str, extra: Sequence[tuple[str, str]] = ()) -> No
     print(flush=True)
 
 
+def print_log_problems(lines: Sequence[str]) -> None:
+    """How many warning/error lines septad logged, and the first (nothing if none)."""
+    problems = [line for line in lines if " ERROR " in line or " WARNING " in line]
+    if problems:
+        print(f"\nseptad logged {len(problems)} warning/error line(s); first: {problems[0]}")
+
+
 # --- raw Admin API calls ---------------------------------------------------------------
 
 def encode(method: str, dest: str, arg: str = "", payload: bytes = b"") -> bytes:

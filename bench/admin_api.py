@@ -143,9 +143,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"(medians of {args.repeat} repetitions; septad/ref is the median of the "
           "per-repetition ratios)\n")
     _creation_report(creation, create_reference)
-    problems = [line for line in log_tail if " ERROR " in line or " WARNING " in line]
-    if problems:
-        print(f"\nseptad logged {len(problems)} warning/error line(s); first: {problems[0]}")
+    h.print_log_problems(log_tail)
     return 0
 
 

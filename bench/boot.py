@@ -910,9 +910,7 @@ def run(args: argparse.Namespace) -> int:
               "again; the steps it broke were redone:")
         for restart in guard.restarts:
             print(f"  {restart}")
-    problems = [line for line in log_lines if " ERROR " in line or " WARNING " in line]
-    if problems:
-        print(f"\nseptad logged {len(problems)} warning/error line(s); first: {problems[0]}")
+    h.print_log_problems(log_lines)
     return 0
 
 

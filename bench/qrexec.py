@@ -429,16 +429,23 @@ def measure_dispvm(daemon: h.Septad) -> None:
           "adds the disposable's kill and removal", flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def qube_host_facts() -> list[tuple[str, str]]:
+    """Machine facts of a benchmark that boots qubes: memory, QEMU, KVM, other QEMUs."""
     mem = boot.meminfo()
-    size = args.mib * 2**20
-    h.print_machine_facts("qrexec: call latency, throughput, policy, disposables", [
+    return [
         ("memory", f"MemTotal {mem['MemTotal'] / 1024:.0f} MiB, MemAvailable "
                    f"{mem['MemAvailable'] / 1024:.0f} MiB"),
         ("qemu", (boot._output_lines([boot.QEMU, "--version"]) or ["unknown"])[0]),
         ("kvm", "/dev/kvm present (septa may still choose TCG: see accel below)"
                 if Path("/dev/kvm").exists() else "no /dev/kvm (TCG)"),
         ("other QEMU processes", f"{len(boot.qemu_pids())} running at start (other sessions)"),
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    size = args.mib * 2**20
+    h.print_machine_facts("qrexec: call latency, throughput, policy, disposables", [
+        *qube_host_facts(),
         ("settings", f"{args.calls} calls, {args.qvm_run} qvm-run processes, "
                      f"{THREADS} threads, {args.mib} MiB pipes"),
     ])
@@ -465,9 +472,7 @@ def run(args: argparse.Namespace) -> int:
                 daemon.log.read_text(errors="replace").splitlines()[-25:]), file=sys.stderr)
             raise
         log_lines = daemon.log.read_text(errors="replace").splitlines()
-    problems = [line for line in log_lines if " ERROR " in line or " WARNING " in line]
-    if problems:
-        print(f"\nseptad logged {len(problems)} warning/error line(s); first: {problems[0]}")
+    h.print_log_problems(log_lines)
     return 0
 
 
