@@ -220,3 +220,23 @@ def test_an_offline_template_installs_a_package_through_the_updates_proxy(net: N
     finally:
         qubes.remove("net-tpl")
         policy.unlink(missing_ok=True)
+
+
+def test_an_expiring_rule_stops_applying_and_leaves_the_list(net: Net) -> None:
+    import time
+
+    net.qubes.run("qvm-firewall", "net-app1", "add", "--before", "0", "action=drop",
+                  f"dst4={HOST_FROM_QUBES}/32", "expire=+25")
+    added = time.monotonic()
+    assert not net.fetch("net-app1")
+    time.sleep(max(0.0, 30 - (time.monotonic() - added)))
+    assert net.fetch("net-app1")
+    assert net.qubes.run("qvm-firewall", "--raw", "net-app1").stdout == "action=accept\n"
+
+
+def test_a_restarted_netvm_serves_its_running_clients_again(net: Net) -> None:
+    net.qubes.run("qvm-kill", "net-fw")
+    assert not net.fetch("net-app1")
+    net.qubes.run("qvm-start", "net-fw")
+    assert net.fetch("net-app1")
+    assert net.fetch("net-app2")
