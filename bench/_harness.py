@@ -135,15 +135,16 @@ def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes], what: str, log: 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"{what} exited with {proc.returncode} while starting:\n"
-                             + _tail(log))
+                             + log_tail(log))
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(path))
             return
         time.sleep(0.02)
-    raise BenchError(f"{what} did not open {path} within {START_TIMEOUT:.0f} s:\n" + _tail(log))
+    raise BenchError(f"{what} did not open {path} within {START_TIMEOUT:.0f} s:\n" + log_tail(log))
 
 
-def _tail(log: Path, lines: int = 15) -> str:
+def log_tail(log: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log, or ``(no log)``."""
     with contextlib.suppress(OSError):
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     return "(no log)"
@@ -227,7 +228,7 @@ def septad(root: Path, args: Sequence[str] = (), new_session: bool = False) -> I
     finally:
         status = _stop(daemon.proc, "septad")
         if status not in (0, -signal.SIGTERM):
-            print(f"note: septad exited with status {status}; log tail:\n{_tail(log)}",
+            print(f"note: septad exited with status {status}; log tail:\n{log_tail(log)}",
                   file=sys.stderr)
 
 

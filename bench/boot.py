@@ -892,8 +892,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"septad is gone (exit status {status}"
                       + (": a signal from outside this benchmark)" if status < 0 else ")"),
                       file=sys.stderr)
-            print("septad log tail:\n" + "\n".join(
-                daemon.log.read_text(errors="replace").splitlines()[-25:]), file=sys.stderr)
+            print(f"septad log tail:\n{h.log_tail(daemon.log, 25)}", file=sys.stderr)
             raise
         finally:
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

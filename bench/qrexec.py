@@ -468,8 +468,7 @@ def run(args: argparse.Namespace) -> int:
             measure_throughput(daemon, size)
             measure_dispvm(daemon)
         except h.BenchError:
-            print("septad log tail:\n" + "\n".join(
-                daemon.log.read_text(errors="replace").splitlines()[-25:]), file=sys.stderr)
+            print(f"septad log tail:\n{h.log_tail(daemon.log, 25)}", file=sys.stderr)
             raise
         log_lines = daemon.log.read_text(errors="replace").splitlines()
     h.print_log_problems(log_lines)
