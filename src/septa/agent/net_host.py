@@ -55,6 +55,12 @@ def resolve_ipv4(host: str) -> list[str]:
     return [str(entry[4][0]) for entry in found]
 
 
+#: Where dom0's ``service.NAME`` features become flag files (Qubes' path).
+SERVICE_FLAGS_DIR = "/run/qubes-service"
+#: The target whose units are the optional services, each conditioned on its flag.
+SERVICES_TARGET = "septa-services.target"
+
+
 @dataclass
 class Host:
     """The guest as the network services see it."""
@@ -64,9 +70,9 @@ class Host:
     proc_sys: str = "/proc/sys"
     resolv_conf: str = "/etc/resolv.conf"
     state_dir: str = "/run/septa/net"
-    services_dir: str = "/run/qubes-service"
-    #: where the build enabled the optional units (``septa-services.target.wants``)
-    wants_dir: str = "/etc/systemd/system/septa-services.target.wants"
+    services_dir: str = SERVICE_FLAGS_DIR
+    #: where the build enabled the optional units
+    wants_dir: str = f"/etc/systemd/system/{SERVICES_TARGET}.wants"
     resolver: Callable[[str], list[str]] = resolve_ipv4
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic

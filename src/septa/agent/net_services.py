@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from . import net_links, net_request, net_rules, net_state, net_table
-from .net_host import Host, NetError
+from .net_host import SERVICES_TARGET, Host, NetError
 from .net_request import fields, obj
 from .net_state import Client, State
 
-SERVICES_TARGET = "septa-services.target"
 QUBES_DNS = ipaddress.IPv4Network("10.139.1.0/24")
 
 

@@ -24,8 +24,8 @@ The updates proxy (Qubes' names and port):
 
 from __future__ import annotations
 
-SERVICE_FLAGS_DIR = "/run/qubes-service"
-TARGET = "septa-services.target"
+from septa.agent.net_host import SERVICE_FLAGS_DIR, SERVICES_TARGET
+
 PROXY_PORT = 8082
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}/"
 TINYPROXY_CONF_PATH = "/etc/septa/updates-proxy.conf"
@@ -72,7 +72,7 @@ Restart=on-failure
 RestartSec=2
 
 [Install]
-WantedBy={TARGET}
+WantedBy={SERVICES_TARGET}
 """
 
 FORWARDER_SOCKET = f"""\
@@ -85,7 +85,7 @@ ListenStream=127.0.0.1:{PROXY_PORT}
 Accept=yes
 
 [Install]
-WantedBy={TARGET}
+WantedBy={SERVICES_TARGET}
 """
 
 FORWARDER_SERVICE = """\
@@ -117,14 +117,14 @@ Acquire::http::Proxy-Auto-Detect "{APT_PROXY_DETECT_PATH}";
 Acquire::https::Proxy-Auto-Detect "{APT_PROXY_DETECT_PATH}";
 """
 
-#: Units enabled into :data:`TARGET` at build time.
+#: Units enabled into :data:`SERVICES_TARGET` at build time.
 OPTIONAL_UNITS = ("septa-updates-proxy.service", "septa-updates-proxy-forwarder.socket")
 
 
 def unit_files() -> dict[str, str]:
     """The systemd units by file name (for ``/usr/lib/systemd/system``)."""
     return {
-        TARGET: TARGET_UNIT,
+        SERVICES_TARGET: TARGET_UNIT,
         "septa-updates-proxy.service": UPDATES_PROXY_SERVICE,
         "septa-updates-proxy-forwarder.socket": FORWARDER_SOCKET,
         "septa-updates-proxy-forwarder@.service": FORWARDER_SERVICE,
