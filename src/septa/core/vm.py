@@ -19,6 +19,7 @@ from septa.core.features import Features, Tags
 from septa.core.names import validate_name
 from septa.core.properties import Property, PropertyHolder
 from septa.core.volumes import QubeStorage
+from septa.network.guest_config import VIRTUAL_DNS
 
 if TYPE_CHECKING:
     from septa.core.app import Qubes
@@ -161,7 +162,7 @@ def _visible_gateway(vm: Any) -> str | None:
 def _dns(vm: Any) -> str | None:
     if vm.get_or("netvm", None) is None and not vm.get_or("provides_network", False):
         return None
-    return "10.139.1.1 10.139.1.2"
+    return " ".join(VIRTUAL_DNS)
 
 
 class BaseVM(PropertyHolder):
